@@ -1,0 +1,1 @@
+"""CLI sub-commands: one light module each (``HELP``, ``add_arguments``, ``run``)."""

@@ -1,0 +1,16 @@
+"""volseg evaluate (not implemented yet)."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "evaluate (not implemented yet)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    from volseg.errors import VolsegError
+
+    raise VolsegError("'volseg evaluate' is not implemented yet")
