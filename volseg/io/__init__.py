@@ -1,0 +1,33 @@
+"""Image I/O with exact world geometry: readers, writers, DICOM series and DICOM SEG.
+
+All images are channel-first ``MetaTensor`` s whose ``affine`` maps voxel indices to RAS+ mm.
+Submodules are imported lazily so ``import volseg.io`` stays light.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "load_volume": "volseg.io.readers",
+    "load_png": "volseg.io.readers",
+    "save_mask": "volseg.io.writers",
+    "save_volume": "volseg.io.writers",
+    "mask_dtype": "volseg.io.writers",
+    "load_dicom": "volseg.io.dicom",
+    "find_dicom_series": "volseg.io.dicom",
+    "write_dicom_series": "volseg.io.dicom_write",
+    "write_dicom_seg": "volseg.io.dicom_write",
+    "describe": "volseg.io.summary",
+    "affine_from_itk": "volseg.io._geometry",
+    "itk_from_affine": "volseg.io._geometry",
+    "orientation_code": "volseg.io._geometry",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'volseg.io' has no attribute {name!r}")

@@ -1,0 +1,83 @@
+"""Segmentation networks behind one registry; every family takes ``spatial_dims`` (2 or 3).
+
+>>> from volseg.networks import create_network
+>>> net = create_network("deeplab", spatial_dims=3, in_channels=1, out_channels=3)
+
+Inputs are ``(B, C, H, W[, D])``; outputs are logits ``(B, out_channels, H, W[, D])`` at the
+input's spatial size (sizes that are not a multiple of the network's total stride are padded
+and cropped back).
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+from typing import Any, Union
+
+from volseg.errors import ConfigError
+from volseg.networks.registry import describe_networks, list_networks, resolve
+
+__all__ = [
+    "create_network",
+    "list_networks",
+    "describe_networks",
+    "load_network_preset",
+    "model_summary",
+    "export_torchscript",
+    "export_onnx",
+]
+
+_LAZY = {
+    "model_summary": "volseg.networks.summary",
+    "export_torchscript": "volseg.networks.export",
+    "export_onnx": "volseg.networks.export",
+}
+
+PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "networks"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'volseg.networks' has no attribute {name!r}")
+
+
+def create_network(name: str, spatial_dims: int = 3, in_channels: int = 1, out_channels: int = 2, **kwargs: Any):
+    """Build the network registered as ``name`` (see :func:`list_networks`).
+
+    Args:
+        name: registry name, e.g. ``"unet"``, ``"deeplab"``, ``"segnet"``, ``"fcn"``, ``"unet_classic"``.
+        spatial_dims: 2 for slices ``(B, C, H, W)``, 3 for volumes ``(B, C, H, W, D)``.
+        in_channels: input channels (modalities).
+        out_channels: classes including background (logits, no softmax).
+        kwargs: family-specific options; unknown ones raise :class:`ConfigError` listing valid ones.
+    """
+    factory = resolve(name)
+    if spatial_dims not in (2, 3):
+        raise ConfigError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+    params = inspect.signature(factory.__init__).parameters
+    valid = [p for p in params if p not in ("self", "spatial_dims", "in_channels", "out_channels")]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ConfigError(f"network {name!r} does not take {', '.join(unknown)}; valid options: {', '.join(valid)}")
+    return factory(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, **kwargs)
+
+
+def load_network_preset(name_or_path: Union[str, Path], **overrides: Any):
+    """Build a network from a YAML preset in ``configs/networks/`` (by stem) or a YAML file path.
+
+    The YAML holds ``name`` plus ``create_network`` keyword arguments; ``overrides`` win.
+    """
+    import yaml
+
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+        raise ConfigError(f"network preset {str(name_or_path)!r} not found; presets: {', '.join(names)}")
+    cfg = dict(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    cfg.update(overrides)
+    if "name" not in cfg:
+        raise ConfigError("preset has no 'name' key", path)
+    return create_network(cfg.pop("name"), **cfg)
