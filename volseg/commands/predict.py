@@ -1,16 +1,50 @@
-"""volseg predict (not implemented yet)."""
+"""volseg predict: segment DICOM/NIfTI/NRRD/MHA volumes with a trained bundle (sliding window, masks on the source grid)."""
 from __future__ import annotations
 
 import argparse
 
-HELP = "predict (not implemented yet)"
+HELP = "segment volumes with a trained bundle: NIfTI masks / DICOM SEG on the source grid"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("-i", "--input", required=True,
+                        help="DICOM series folder, .nii/.nii.gz/.nrrd/.mha file, folder of volumes, or dataset.json")
+    parser.add_argument("-o", "--output", required=True,
+                        help="mask file (.nii.gz or .seg.dcm, one input) or output folder (<case>.nii.gz per input)")
+    parser.add_argument("-m", "--model", required=True, help="trained bundle folder (configs/inference.json + models/model.pt)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the output is blended")
+    parser.add_argument("--sw-device", default=None, choices=["cpu", "cuda"],
+                        help="where the network windows run (default: --device); --device cpu --sw-device cuda "
+                             "fits volumes larger than GPU memory")
+    parser.add_argument("--roi-size", type=int, nargs="+", default=None, metavar="N",
+                        help="sliding-window size in voxels (default: the bundle's)")
+    parser.add_argument("--overlap", type=float, default=None, help="window overlap 0..1 (default: the bundle's, else 0.25)")
+    parser.add_argument("--sw-batch-size", type=int, default=None, help="windows per network call")
+    parser.add_argument("--tta", action="store_true", help="average all mirrorings of the spatial axes (2^dims x slower)")
+    parser.add_argument("--no-amp", action="store_true", help="disable float16 autocast on CUDA")
+    parser.add_argument("--backend", default="auto", choices=["auto", "eager", "compiled"],
+                        help="auto: the fast path when available, else eager PyTorch")
+    parser.add_argument("--format", default="nifti", choices=["nifti", "dicom-seg", "both"],
+                        help="mask format; dicom-seg needs a DICOM input")
+    parser.add_argument("--save-probabilities", nargs="?", const="uint8", default=False, choices=["uint8", "float16"],
+                        help="also write <case>_prob.nii.gz (uint8 x 1/255, or float16)")
+    parser.add_argument("--stats", action="store_true", help="write <case>_stats.csv/.json: voxels, mL, mean intensity")
+    parser.add_argument("--overlay", action="store_true", help="write <case>_overlay.png (radiological display)")
+    parser.add_argument("--keep-largest", action="store_true", help="keep the largest connected component per label")
+    parser.add_argument("--series", default=None, metavar="UID", help="DICOM SeriesInstanceUID (or unique prefix)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
-    from volseg.errors import VolsegError
+    from volseg.inference.predictor import predict
 
-    raise VolsegError("'volseg predict' is not implemented yet")
+    result = predict(
+        args.input, args.output, model=args.model, device=args.device, sw_device=args.sw_device,
+        roi_size=args.roi_size, overlap=args.overlap, sw_batch_size=args.sw_batch_size, tta=args.tta,
+        amp=not args.no_amp, keep_largest=args.keep_largest, format=args.format,
+        save_probabilities=args.save_probabilities, stats=args.stats, overlay=args.overlay, series=args.series,
+        backend=args.backend, progress=not args.quiet,
+    )
+    n = len(result) if isinstance(result, dict) else 1
+    print(f"wrote {n} case(s) to {args.output}")
+    return 0

@@ -1,0 +1,35 @@
+"""Prediction: sliding-window / slice-by-slice inference, post-processing, stats, overlays, evaluation.
+
+Imported lazily so ``import volseg.inference`` stays light::
+
+    from volseg.inference import predict, Predictor, segment_tensor, evaluate
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "segment_tensor": "volseg.inference.core",
+    "make_inferer": "volseg.inference.core",
+    "keep_largest_component": "volseg.inference.core",
+    "argmax_labels": "volseg.inference.core",
+    "ThresholdNet": "volseg.inference.toy",
+    "Predictor": "volseg.inference.predictor",
+    "predict": "volseg.inference.predictor",
+    "find_cases": "volseg.inference.cases",
+    "shard": "volseg.inference.cases",
+    "label_stats": "volseg.inference.report",
+    "save_overlay": "volseg.inference.report",
+    "evaluate": "volseg.inference.evaluate",
+    "evaluate_case": "volseg.inference.evaluate",
+    "optimize_for_inference": "volseg.inference.fast",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'volseg.inference' has no attribute {name!r}")
