@@ -1,16 +1,81 @@
-"""volseg train (not implemented yet)."""
+"""Train a volseg MONAI bundle (``bundles/ct_unet3d`` ...) on a dataset folder (MSD ``dataset.json``
+or nnU-Net ``imagesTr/`` + ``labelsTr/``), the same workflow as
+``python -m monai.bundle run training --config_file BUNDLE/configs/train.json --dataset_dir DIR``.
+
+Examples:
+  volseg train bundles/ct_unet3d --dataset-dir data/phantoms --output-dir runs/ct max_epochs=20 device=cpu
+  volseg train ct_unet3d --dataset-dir DIR resume=true
+  volseg train bundles/ct_unet3d --dataset-dir DIR --multi-gpu 2
+"""
 from __future__ import annotations
 
 import argparse
 
-HELP = "train (not implemented yet)"
+HELP = "train a bundle (ct_unet3d, ct_deeplab3d, mri_unet3d, ...) on a dataset folder"
+
+
+class _ValueThenOverrides(argparse.Action):
+    """``--opt VALUE [key=value ...]``: the first value is the option's, the rest are overrides
+    (so ``key=value`` pairs may follow any option, which a plain ``nargs="*"`` positional cannot)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values[0])
+        namespace.overrides = list(getattr(namespace, "overrides", None) or []) + list(values[1:])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("bundle", nargs="+", action=_ValueThenOverrides, metavar="BUNDLE [key=value ...]",
+                        help="bundle folder, or the name of a bundle shipped with volseg (e.g. ct_unet3d), then "
+                             "top-level bundle keys, values as JSON: max_epochs=5 roi_size=[64,64,64] device=cpu")
+    parser.add_argument("--dataset-dir", required=True, nargs="+", action=_ValueThenOverrides, metavar="DIR",
+                        help="dataset folder (MSD dataset.json or imagesTr/labelsTr)")
+    parser.add_argument("--output-dir", default=None, nargs="+", action=_ValueThenOverrides, metavar="DIR",
+                        help="where models/ and logs/ go (default: the bundle folder)")
+    parser.add_argument("--multi-gpu", default="0", nargs="+", action=_ValueThenOverrides, metavar="N",
+                        help="train with N processes through torchrun and multi_gpu_train.json (DDP)")
+    parser.set_defaults(overrides=[])
 
 
 def run(args: argparse.Namespace) -> int:
-    from volseg.errors import VolsegError
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    raise VolsegError("'volseg train' is not implemented yet")
+    from volseg.errors import ConfigError, InputError
+    from volseg.training.run import parse_overrides, run_bundle
+
+    overrides = parse_overrides(args.overrides)
+    try:
+        args.multi_gpu = int(args.multi_gpu)
+    except ValueError as exc:
+        raise ConfigError(f"--multi-gpu takes a number of processes, got {args.multi_gpu!r}") from exc
+    bundle = Path(args.bundle)
+    if not (bundle / "configs").is_dir():
+        if bundle.name == args.bundle and "/" not in args.bundle:
+            from volseg.demo import find_bundle
+
+            bundle = find_bundle(args.bundle)
+        else:
+            raise ConfigError(f"not a bundle folder (no configs/): {bundle}")
+    if not Path(args.dataset_dir).is_dir():
+        raise InputError("dataset folder not found", args.dataset_dir)
+    if args.multi_gpu:
+        if args.multi_gpu < 1:
+            raise ConfigError(f"--multi-gpu must be >= 1, got {args.multi_gpu}")
+        cfgs = [str(bundle / "configs" / "train.json"), str(bundle / "configs" / "multi_gpu_train.json")]
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.multi_gpu}",
+               "-m", "monai.bundle", "run", "training", "--config_file", json.dumps(cfgs),
+               "--meta_file", str(bundle / "configs" / "metadata.json"),
+               "--logging_file", str(bundle / "configs" / "logging.conf"),
+               "--bundle_root", str(bundle), "--dataset_dir", str(args.dataset_dir)]
+        if args.output_dir:
+            cmd += ["--output_dir", str(args.output_dir)]
+        for k, v in overrides.items():
+            cmd += [f"--{k}", v if isinstance(v, str) else json.dumps(v)]
+        return subprocess.call(cmd)
+    result = run_bundle(bundle, args.dataset_dir, output_dir=args.output_dir, overrides=overrides)
+    best = result["best_metric"]
+    print(f"trained {result['epochs']} epoch(s); best val mean Dice "
+          f"{'n/a' if best is None else f'{best:.4f}'} at epoch {result['best_epoch']}; model: {result['model_path']}")
+    return 0

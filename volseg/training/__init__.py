@@ -1,0 +1,32 @@
+"""Training-bundle pieces: setup builders, handlers (resume, history, checkpoints, CSV, curves,
+early stop) and :func:`run_bundle`. Names load lazily so ``import volseg.training`` stays light."""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "run_bundle": "volseg.training.run",
+    "parse_overrides": "volseg.training.run",
+    "TrainingRecorder": "volseg.training.handlers",
+    "PerLabelDice": "volseg.training.handlers",
+    "write_curves": "volseg.training.handlers",
+    "PerCaseDiceWriter": "volseg.training.handlers",
+    "resolve_device": "volseg.training.setup",
+    "init_distributed": "volseg.training.setup",
+    "is_rank0": "volseg.training.setup",
+    "make_dataset": "volseg.training.setup",
+    "make_loader": "volseg.training.setup",
+    "prepare_network": "volseg.training.setup",
+    "unwrap": "volseg.training.setup",
+    "load_split": "volseg.training.setup",
+    "build_network": "volseg.training.setup",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'volseg.training' has no attribute {name!r}")

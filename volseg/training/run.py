@@ -1,0 +1,73 @@
+"""Run a volseg training bundle in-process through ``monai.bundle``'s workflow API."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
+
+from volseg.errors import ConfigError, VolsegError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def parse_overrides(items: Sequence[str]) -> Dict[str, Any]:
+    """``["max_epochs=3", "roi_size=[64,64,64]", "device=cpu"]`` -> dict (values parsed as JSON when they parse)."""
+    import json
+
+    out: Dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. max_epochs=5)")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def run_bundle(bundle: PathLike, dataset_dir: PathLike, output_dir: Optional[PathLike] = None,
+               overrides: Optional[Mapping[str, Any]] = None, config_files: Optional[Sequence[PathLike]] = None,
+               run_id: str = "training") -> Dict[str, Any]:
+    """Train ``bundle`` (a folder with ``configs/train.json``) on ``dataset_dir``.
+
+    ``output_dir`` defaults to the bundle folder; ``overrides`` are top-level config keys
+    (``max_epochs``, ``roi_size``, ``channels``, ...); ``config_files`` replace ``configs/train.json``
+    (e.g. add ``multi_gpu_train.json``). Returns ``{"best_metric", "best_epoch", "epochs",
+    "model_path", "metrics_csv", "curves", "history"}``.
+    """
+    from monai.bundle import ConfigWorkflow
+
+    root = Path(bundle)
+    cfg_dir = root / "configs"
+    if not (cfg_dir / "train.json").is_file() and not config_files:
+        raise ConfigError(f"not a training bundle (no configs/train.json): {root}")
+    files = [str(p) for p in (config_files or [cfg_dir / "train.json"])]
+    meta = cfg_dir / "metadata.json"
+    logging_conf = cfg_dir / "logging.conf"
+    override: Dict[str, Any] = {"bundle_root": str(root), "dataset_dir": str(dataset_dir)}
+    if output_dir is not None:
+        override["output_dir"] = str(output_dir)
+    override.update(dict(overrides or {}))
+    wf = ConfigWorkflow(config_file=files if len(files) > 1 else files[0],
+                        meta_file=str(meta) if meta.is_file() else None,
+                        logging_file=str(logging_conf) if logging_conf.is_file() else None,
+                        run_id=run_id, workflow_type="train", **override)
+    try:
+        wf.initialize()
+        wf.run()
+    except RuntimeError as exc:  # monai.bundle wraps component errors: surface volseg's one-line error
+        cause: Optional[BaseException] = exc
+        while cause is not None and not isinstance(cause, VolsegError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise cause from None
+        raise
+    from volseg.training.handlers import TrainingRecorder
+
+    recorders = [h for h in wf.parser.get_parsed_content("train#handlers") if isinstance(h, TrainingRecorder)]
+    if not recorders:
+        raise ConfigError(f"{files[0]}: train#handlers has no volseg.training.TrainingRecorder")
+    result = recorders[0].summary()
+    wf.finalize()
+    return result
