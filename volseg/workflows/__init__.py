@@ -1,0 +1,1 @@
+"""End-to-end workflows built from volseg parts (the 2D PNG workflow)."""
