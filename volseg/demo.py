@@ -23,10 +23,11 @@ _TRAIN = {"val_interval": 5, "batch_size": 2, "num_workers": 0, "cache_rate": 1.
 MARKER = ".volseg_demo"
 PROFILES: Dict[str, Dict[str, Any]] = {
     "full": {"n_cases": 8, "phantom": {"shape": (64, 64, 40), "spacing": (2.25, 2.25, 4.0)},
-             "overrides": dict(_TRAIN, max_epochs=30, roi_size=[48, 48, 32], pixdim=[2.25, 2.25, 4.0])},
+             "overrides": dict(_TRAIN, max_epochs=60, roi_size=[48, 48, 32], pixdim=[2.25, 2.25, 4.0],
+                               channels=[8, 16, 32, 64], num_samples=2)},
     "quick": {"n_cases": 4, "phantom": {"shape": (64, 64, 40), "spacing": (2.25, 2.25, 4.0)},
               "overrides": dict(_TRAIN, max_epochs=6, val_interval=3, roi_size=[32, 32, 32],
-                                pixdim=[2.25, 2.25, 4.0])},
+                                pixdim=[2.25, 2.25, 4.0], channels=[8, 16, 32], num_samples=2)},
 }
 
 
@@ -136,7 +137,7 @@ def run_demo(out_dir: PathLike = "volseg_demo", quick: bool = False, data: str =
     t0 = time.perf_counter()
     out = Path(out_dir)
     _fresh_out(out)
-    from volseg.inference.evaluate import evaluate  # the package attribute can be shadowed by the submodule
+    from volseg.inference.evaluation import evaluate
     from volseg.training import run_bundle
 
     profile = PROFILES["quick" if quick else "full"]
@@ -154,7 +155,6 @@ def run_demo(out_dir: PathLike = "volseg_demo", quick: bool = False, data: str =
     overrides = dict(profile["overrides"])
     train = run_bundle(find_bundle("ct_unet3d"), dataset, output_dir=out / "model", overrides=overrides)
     model_dir = out / "model"
-    _make_model_bundle(find_bundle("ct_unet3d"), model_dir, overrides)
     mask = out / "prediction" / "mask.nii.gz"
     _cli(["predict", "-i", str(pred_input), "-o", str(mask), "-m", str(model_dir), "--device", "cpu",
           "--format", "both" if data == "synthetic" else "nifti", "--stats", "--overlay"])
@@ -176,15 +176,6 @@ def run_demo(out_dir: PathLike = "volseg_demo", quick: bool = False, data: str =
     return summary
 
 
-def _make_model_bundle(bundle: Path, model_dir: Path, overrides: Dict[str, Any]) -> None:
-    """Turn the training output folder into a bundle ``volseg predict -m`` reads: the bundle's configs,
-    with the training run's settings (those ``inference.json`` has, e.g. ``roi_size``, ``pixdim``)."""
-    from volseg.workflows.png2d import export_bundle
-
-    inference = json.loads((bundle / "configs" / "inference.json").read_text())
-    export_bundle(bundle, model_dir, {k: v for k, v in overrides.items() if k in inference and k != "device"})
-
-
 def _cli(argv: List[str]) -> None:
     """Run a volseg command in this process (it prints its own one-line error on failure)."""
     from volseg.cli import main
@@ -203,7 +194,7 @@ def _existing(paths: Dict[str, Optional[Path]]) -> Dict[str, str]:
 
 
 def _mean_dice(table: Any) -> float:
-    """Mean foreground Dice from ``volseg.inference.evaluate``'s result (dict, list of rows or DataFrame-like)."""
+    """Mean foreground Dice from ``volseg.inference.evaluation``'s result (dict, list of rows or DataFrame-like)."""
     import math
 
     rows: List[Dict[str, Any]]

@@ -16,7 +16,7 @@ def _box(shape, lo, hi, label=1):
 
 
 def test_evaluate_case_known_values():
-    from volseg.inference.evaluate import evaluate_case
+    from volseg.inference.evaluation import evaluate_case
 
     ref = _box((30, 30, 30), (10, 10, 10), (20, 20, 20))
     pred = _box((30, 30, 30), (12, 10, 10), (22, 20, 20))  # shifted 2 voxels along x
@@ -51,7 +51,7 @@ def test_cli_evaluate_folders(tmp_path):
 
 def test_evaluate_rejects_other_grid(tmp_path):
     from volseg.errors import InputError
-    from volseg.inference.evaluate import evaluate
+    from volseg.inference.evaluation import evaluate
 
     m = _box((10, 10, 10), (2, 2, 2), (6, 6, 6))
     nib.save(nib.Nifti1Image(m, np.eye(4)), str(tmp_path / "p.nii.gz"))

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from volseg.inference.evaluate import evaluate, format_summary
+    from volseg.inference.evaluation import evaluate, format_summary
 
     pred = Path(args.pred)
     out = Path(args.output) if args.output else (pred if pred.is_dir() else pred.parent) / "evaluation.csv"

@@ -21,8 +21,8 @@ _LAZY = {
     "shard": "volseg.inference.cases",
     "label_stats": "volseg.inference.report",
     "save_overlay": "volseg.inference.report",
-    "evaluate": "volseg.inference.evaluate",
-    "evaluate_case": "volseg.inference.evaluate",
+    "evaluate": "volseg.inference.evaluation",
+    "evaluate_case": "volseg.inference.evaluation",
     "optimize_for_inference": "volseg.inference.fast",
 }
 

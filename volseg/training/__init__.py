@@ -21,6 +21,7 @@ _LAZY = {
     "unwrap": "volseg.training.setup",
     "load_split": "volseg.training.setup",
     "build_network": "volseg.training.setup",
+    "export_bundle": "volseg.training.bundle_export",
 }
 
 __all__ = list(_LAZY)

@@ -34,7 +34,9 @@ def run_bundle(bundle: PathLike, dataset_dir: PathLike, output_dir: Optional[Pat
     ``output_dir`` defaults to the bundle folder; ``overrides`` are top-level config keys
     (``max_epochs``, ``roi_size``, ``channels``, ...); ``config_files`` replace ``configs/train.json``
     (e.g. add ``multi_gpu_train.json``). Returns ``{"best_metric", "best_epoch", "epochs",
-    "model_path", "metrics_csv", "curves", "history"}``.
+    "model_path", "metrics_csv", "curves", "history", "bundle"}``. A separate ``output_dir``
+    becomes a self-contained trained bundle (configs with this run's settings + ``models/``),
+    ready for ``volseg predict -m output_dir``.
     """
     from monai.bundle import ConfigWorkflow
 
@@ -70,4 +72,10 @@ def run_bundle(bundle: PathLike, dataset_dir: PathLike, output_dir: Optional[Pat
         raise ConfigError(f"{files[0]}: train#handlers has no volseg.training.TrainingRecorder")
     result = recorders[0].summary()
     wf.finalize()
+    if output_dir is not None and "model_path" in result:
+        from volseg.training.bundle_export import export_bundle
+        from volseg.training.setup import is_rank0
+
+        if is_rank0():
+            result["bundle"] = str(export_bundle(root, output_dir, overrides))
     return result

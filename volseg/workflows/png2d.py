@@ -24,6 +24,7 @@ import numpy as np
 
 from volseg._atomic import atomic_path
 from volseg.errors import ConfigError, InputError
+from volseg.training.bundle_export import export_bundle
 from volseg.workflows.png2d_plots import plot_curves, plot_sample_grid
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -514,34 +515,6 @@ class PNG2DTrainer:
         plot_sample_grid([c[2] for c in best], [c[3] for c in best], [c[4] for c in best], path,
                          palette=self.palette, num_classes=self.num_classes)
         return str(path)
-
-
-def export_bundle(bundle_root: PathLike, output_dir: PathLike, overrides: Optional[Mapping[str, Any]] = None) -> Path:
-    """Make ``output_dir`` a self-contained bundle: copy ``configs/``, ``docs/`` and ``LICENSE`` from
-    ``bundle_root`` and set the training run's settings (``overrides``, e.g. ``base_channels``) as
-    top-level keys of the copied ``inference.json``, so ``volseg predict -m output_dir`` rebuilds
-    the same network. Nothing is copied when both folders are the same. Returns ``output_dir``.
-    """
-    import shutil
-
-    src, dst = Path(bundle_root), Path(output_dir)
-    if not (src / "configs").is_dir():
-        raise ConfigError(f"bundle_root has no configs/ folder: {src}")
-    if src.resolve() == dst.resolve():
-        return dst
-    for name in ("configs", "docs"):
-        if (src / name).is_dir():
-            shutil.copytree(src / name, dst / name, dirs_exist_ok=True)
-    if (src / "LICENSE").is_file():
-        shutil.copy2(src / "LICENSE", dst / "LICENSE")
-    inf = dst / "configs" / "inference.json"
-    if overrides and inf.is_file():
-        cfg = json.loads(inf.read_text())
-        cfg.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()})
-        cfg["bundle_root"] = str(dst.resolve())
-        with atomic_path(inf) as tmp:
-            tmp.write_text(json.dumps(cfg, indent=4) + "\n")
-    return dst
 
 
 class Slice2DInferer:
