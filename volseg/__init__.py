@@ -7,8 +7,7 @@ does not pull in torch or MONAI::
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from volseg._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -28,7 +27,4 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'volseg' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

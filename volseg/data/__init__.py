@@ -4,8 +4,7 @@ Names are re-exported lazily (PEP 562) so ``import volseg.data`` never fails and
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from volseg._lazy import lazy_getattr
 
 _LAZY = {
     "make_phantom": "volseg.data.phantom",
@@ -30,7 +29,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'volseg.data' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

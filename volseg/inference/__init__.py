@@ -6,8 +6,7 @@ Imported lazily so ``import volseg.inference`` stays light::
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from volseg._lazy import lazy_getattr
 
 _LAZY = {
     "segment_tensor": "volseg.inference.core",
@@ -29,7 +28,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'volseg.inference' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -5,8 +5,7 @@ Submodules are imported lazily so ``import volseg.io`` stays light.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from volseg._lazy import lazy_getattr
 
 _LAZY = {
     "load_volume": "volseg.io.readers",
@@ -27,7 +26,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'volseg.io' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

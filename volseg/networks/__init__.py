@@ -9,13 +9,13 @@ and cropped back).
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 from pathlib import Path
 from typing import Any, Union
 
 from volseg.errors import ConfigError
 from volseg.networks.registry import describe_networks, list_networks, resolve
+from volseg._lazy import lazy_getattr
 
 __all__ = [
     "create_network",
@@ -36,10 +36,7 @@ _LAZY = {
 PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "networks"
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'volseg.networks' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 def create_network(name: str, spatial_dims: int = 3, in_channels: int = 1, out_channels: int = 2, **kwargs: Any):

@@ -2,8 +2,7 @@
 early stop) and :func:`run_bundle`. Names load lazily so ``import volseg.training`` stays light."""
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from volseg._lazy import lazy_getattr
 
 _LAZY = {
     "run_bundle": "volseg.training.run",
@@ -27,7 +26,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'volseg.training' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
