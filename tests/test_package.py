@@ -39,7 +39,7 @@ def test_help_does_not_import_torch() -> None:
         "heavy = [m for m in ('torch', 'monai', 'SimpleITK', 'itk', 'nibabel') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", errors="replace", check=True)
     assert out.stdout.strip() == "", f"volseg --help imported heavy modules: {out.stdout}"
 
 
@@ -48,7 +48,7 @@ def test_every_subcommand_has_help() -> None:
 
     for name in COMMANDS:
         out = subprocess.run(
-            [sys.executable, "-m", "volseg", name, "--help"], capture_output=True, text=True, timeout=60
+            [sys.executable, "-m", "volseg", name, "--help"], capture_output=True, encoding="utf-8", errors="replace", timeout=60
         )
         assert out.returncode == 0, (name, out.stderr)
         assert "usage: volseg" in out.stdout
@@ -57,7 +57,7 @@ def test_every_subcommand_has_help() -> None:
 def test_user_error_is_one_line_without_traceback(tmp_path: Path) -> None:
     missing = tmp_path / "nope.nii.gz"
     out = subprocess.run(
-        [sys.executable, "-m", "volseg", "info", str(missing)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "volseg", "info", str(missing)], capture_output=True, encoding="utf-8", errors="replace", timeout=120
     )
     assert out.returncode != 0
     err = out.stderr.strip().splitlines()

@@ -40,7 +40,7 @@ def test_torchrun_two_processes_four_cases(bundle3d, phantom, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     res = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "volseg", "predict", "-i", str(data),
                           "-o", str(out), "-m", str(bundle3d), "--backend", "eager", "--quiet", "--device", "cpu"],
-                         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+                         capture_output=True, encoding="utf-8", errors="replace", env=env, timeout=300, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     names = sorted(p.name for p in out.iterdir())
     assert names == [f"case{i}.nii.gz" for i in range(4)]

@@ -62,7 +62,7 @@ def test_monai_bundle_run_writes_masks_on_source_grid(phantom, tmp_path):
                           str(bundle / "configs" / "inference.json"), "--bundle_root", str(bundle),
                           "--dataset_dir", str(data), "--output_dir", str(out), "--device", "$torch.device('cpu')",
                           "--model_path", str(bundle / "models" / "model.pt")],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+                         capture_output=True, encoding="utf-8", errors="replace", cwd=tmp_path, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     m = nib.load(str(out / "predictions" / "c1.nii.gz"))
     assert m.get_data_dtype() == np.uint8
@@ -192,7 +192,7 @@ def test_unmodified_ct_unet3d_inference_json_runs(phantom, tmp_path):
     res = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", str(config),
                           "--bundle_root", str(REPO / "bundles" / "ct_unet3d"), "--dataset_dir", str(data),
                           "--output_dir", str(out), "--roi_size", "[32, 32, 32]"],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+                         capture_output=True, encoding="utf-8", errors="replace", cwd=tmp_path, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     m = nib.load(str(out / "predictions" / "p1.nii.gz"))
     assert m.shape == hu.shape and m.get_data_dtype() == np.uint8

@@ -40,7 +40,7 @@ def test_cli_evaluate_folders(tmp_path):
         nib.save(nib.Nifti1Image(np.roll(ref, shift, axis=0), aff), str(tmp_path / "pred" / f"{name}.nii.gz"))
     out = tmp_path / "metrics.csv"
     res = subprocess.run([sys.executable, "-m", "volseg", "evaluate", "--pred", str(tmp_path / "pred"), "--ref",
-                          str(tmp_path / "ref"), "-o", str(out)], capture_output=True, text=True)
+                          str(tmp_path / "ref"), "-o", str(out)], capture_output=True, encoding="utf-8", errors="replace")
     assert res.returncode == 0, res.stderr
     lines = out.read_text().splitlines()
     assert lines[0].startswith("case,label,pred_voxels,ref_voxels,dice,hd95_mm,msd_mm") and len(lines) == 3

@@ -93,7 +93,7 @@ def test_dicom_seg_validates(bundle3d, dicom_ct, tmp_path):
     assert seg.is_file() and (out / "series1.nii.gz").is_file()
     ds = pydicom.dcmread(seg)
     assert ds.Modality == "SEG" and len(ds.SegmentSequence) == 2
-    res = subprocess.run([dciodvfy, str(seg)], capture_output=True, text=True)
+    res = subprocess.run([dciodvfy, str(seg)], capture_output=True, encoding="utf-8", errors="replace")
     errors = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("Error")]
     assert not errors, errors
     # an output named *.seg.dcm is that SEG file alone
@@ -184,7 +184,7 @@ def test_folder_and_dataset_json_inputs(bundle3d, phantom, tmp_path):
 
 
 def _cli(*args: str):
-    return subprocess.run([sys.executable, "-m", "volseg", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "volseg", *args], capture_output=True, encoding="utf-8", errors="replace")
 
 
 def test_cli_missing_model_and_channel_mismatch(nonras_ct, tmp_path):

@@ -127,7 +127,7 @@ def test_convert_refuses_to_overwrite_input(tmp_path, capsys, bad_inputs):
 def test_no_traceback_subprocess(tmp_path):
     (tmp_path / "x.nii.gz").write_bytes(b"\x1f\x8b broken")
     res = subprocess.run([sys.executable, "-m", "volseg", "convert", str(tmp_path / "x.nii.gz"),
-                          str(tmp_path / "y.nii.gz")], capture_output=True, text=True)
+                          str(tmp_path / "y.nii.gz")], capture_output=True, encoding="utf-8", errors="replace")
     assert res.returncode == 1
     assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert "x.nii.gz" in res.stderr and not (tmp_path / "y.nii.gz").exists()

@@ -66,5 +66,5 @@ def test_plastimatch_series_vs_dcm2niix(tmp_path, samples):
 
         label = load_volume(samples / "lung1_label.nrrd")
         seg = write_dicom_seg(label, img, tmp_path / "tumour.dcm", labels={1: "tumour"})
-        res = subprocess.run(["dciodvfy", str(seg)], capture_output=True, text=True)
+        res = subprocess.run(["dciodvfy", str(seg)], capture_output=True, encoding="utf-8", errors="replace")
         assert [ln for ln in (res.stdout + res.stderr).splitlines() if "Error" in ln] == []

@@ -44,7 +44,7 @@ def test_seg_passes_dciodvfy(tmp_path, phantom_series):
     exe = require_tool("dciodvfy")
     ph, ref = phantom_series
     out = write_dicom_seg(ph.label, ref, tmp_path / "mask.dcm")
-    res = subprocess.run([exe, str(out)], capture_output=True, text=True)
+    res = subprocess.run([exe, str(out)], capture_output=True, encoding="utf-8", errors="replace")
     errors = [ln for ln in (res.stdout + res.stderr).splitlines() if "Error" in ln]
     assert errors == []
 

@@ -110,7 +110,7 @@ def test_unknown_option_lists_valid_options() -> None:
 
 def test_listing_names_does_not_import_torch() -> None:
     code = "import sys; from volseg.networks.registry import list_networks; list_networks(); print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8", errors="replace", check=True)
     assert out.stdout.strip() == "False"
 
 

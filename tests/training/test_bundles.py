@@ -165,7 +165,7 @@ def test_cli_train_and_errors(ct_dataset, tmp_path):
     (bad / "labelsTr" / "case_001.nii.gz").write_bytes(b"junk")
     proc = subprocess.run([sys.executable, "-m", "volseg", "train", str(BUNDLES / "ct_unet3d"), "--dataset-dir", str(bad),
                            "--output-dir", str(tmp_path / "o2"), "max_epochs=1"], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+                          encoding="utf-8", errors="replace", timeout=120)
     assert proc.returncode != 0
     assert "2 bad datalist entries" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "o2").exists()

@@ -29,7 +29,7 @@ def _missing() -> list:
             out.append(f"{mod}.{name}")
     if not (REPO / "bundles" / "ct_unet3d" / "configs").is_dir():
         out.append("bundles/ct_unet3d")
-    res = subprocess.run([sys.executable, "-m", "volseg", "predict", "--help"], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "volseg", "predict", "--help"], capture_output=True, encoding="utf-8", errors="replace")
     if "not implemented yet" in res.stdout:
         out.append("volseg predict")
     return out
@@ -58,7 +58,7 @@ def test_demo_quick_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONWARNINGS="ignore")
     res = subprocess.run([sys.executable, "-m", "volseg", "demo", "--quick", "--out", str(out)],
-                         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+                         capture_output=True, encoding="utf-8", errors="replace", timeout=300, env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     m = re.search(r"Dice on the held-out case: ([0-9.]+)", res.stdout)
     assert m, res.stdout

@@ -81,7 +81,7 @@ def _sandbox(tmp: Path) -> Path:
 def _pending(body: str) -> str:
     """Why a block cannot run yet (a command or bundle other parts have not delivered), or ''."""
     for cmd in sorted(set(re.findall(r"\bvolseg (\w+)", body))):
-        res = subprocess.run([sys.executable, "-m", "volseg", cmd, "--help"], capture_output=True, text=True)
+        res = subprocess.run([sys.executable, "-m", "volseg", cmd, "--help"], capture_output=True, encoding="utf-8", errors="replace")
         if "not implemented yet" in res.stdout or res.returncode != 0:
             return f"'volseg {cmd}' not implemented yet"
     for name in re.findall(r"bundles/(\w+)/", body):
@@ -117,7 +117,7 @@ def _run_page(page: Path, tags: Tuple[str, ...], tmp: Path) -> None:
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     for _, _, body in blocks:
         res = subprocess.run(["bash", "-euo", "pipefail", "-c", body], cwd=cwd, env=env,
-                             capture_output=True, text=True, timeout=600)
+                             capture_output=True, encoding="utf-8", errors="replace", timeout=600)
         assert res.returncode == 0, f"{page.name} block failed:\n{body}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
 
 

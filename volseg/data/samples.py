@@ -48,7 +48,7 @@ def fetch_samples(cache_dir: Optional[PathLike] = None, quiet: bool = True) -> P
                f"{PACKAGE}=={VERSION}", "-d", str(cache)]
         if quiet:
             cmd.append("--quiet")
-        res = subprocess.run(cmd, capture_output=True, text=True)
+        res = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace")
         if res.returncode != 0 or not sdist.is_file():
             tail = " ".join((res.stderr or res.stdout).split())[-300:]
             raise InputError(f"could not download {PACKAGE}=={VERSION} from PyPI with pip ({tail})", cache)

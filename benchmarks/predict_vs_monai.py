@@ -1,0 +1,141 @@
+"""volseg's sliding-window inference path vs plain MONAI, side by side in one process.
+
+Same network (``create_network("unet")`` = MONAI UNet (16,32,64,128,256), 4.81 M params), same
+weights, ROI, overlap, sw_batch_size and volume. Plain MONAI = ``sliding_window_inference`` +
+``torch.argmax``; volseg = ``volseg.inference.core.segment_tensor`` with
+``volseg.inference.fast.optimize_for_inference`` (channels-last + torch.compile with freezing)
++ chunked uint8 argmax. Runs are interleaved and the median of ``--repeats`` is reported; the
+one-off compile time is reported separately. Peak RSS of each path is measured in its own child
+process (``--rss``), so the two do not contaminate each other.
+
+    python benchmarks/predict_vs_monai.py --quick            # 128x128x64, smoke test (~1 min)
+    python benchmarks/predict_vs_monai.py                    # 256x256x128 (~3 min on 2 cores)
+    python benchmarks/predict_vs_monai.py --shape 512 512 200 --repeats 3
+    python benchmarks/predict_vs_monai.py --rss --shape 512 512 600 --classes 3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, List, Sequence
+
+import torch
+
+
+def build(classes: int, seed: int = 0) -> torch.nn.Module:
+    from volseg.networks import create_network
+
+    torch.manual_seed(seed)
+    net = create_network("unet", spatial_dims=3, in_channels=1, out_channels=classes).eval()
+    return net
+
+
+def volume(shape: Sequence[int], seed: int = 0) -> torch.Tensor:
+    """A CT-like phantom scaled to [0, 1] (HU window -1000..400), ``(1, X, Y, Z)`` float32."""
+    from volseg.data import make_phantom
+
+    ph = make_phantom(shape=tuple(shape), spacing=(0.8, 0.8, 1.5), seed=seed)
+    img = ph.image.as_tensor() if hasattr(ph.image, "as_tensor") else torch.as_tensor(ph.image)
+    return ((img.float() + 1000.0) / 1400.0).clamp(0, 1)
+
+
+def run_plain(net: torch.nn.Module, img: torch.Tensor, roi, overlap: float, swb: int) -> torch.Tensor:
+    from monai.inferers import sliding_window_inference
+
+    with torch.inference_mode():
+        out = sliding_window_inference(img[None], roi, swb, net, overlap=overlap, mode="gaussian")
+        return torch.argmax(out[0], dim=0).to(torch.uint8)
+
+
+def run_volseg(fast, img: torch.Tensor, roi, overlap: float, swb: int) -> torch.Tensor:
+    from volseg.inference.core import argmax_labels, segment_tensor
+
+    with torch.inference_mode():
+        scores = segment_tensor(img, fast, roi, overlap=overlap, sw_batch_size=swb, device="cpu")
+        return argmax_labels(scores)[0]
+
+
+def peak_rss(mode: str, args: argparse.Namespace) -> float:
+    """Peak RSS (GB) of one path in a fresh child process."""
+    cmd = [sys.executable, __file__, "--child", mode, "--shape", *map(str, args.shape), "--classes",
+           str(args.classes), "--overlap", str(args.overlap), "--sw-batch-size", str(args.sw_batch_size)]
+    out = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace", check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def child(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    net = build(args.classes)
+    # a cheap float32 volume: the phantom generator's own float64 peak would mask the inference peak
+    img = torch.rand((1, *args.shape), generator=torch.Generator().manual_seed(0))
+    roi = (96, 96, 96)
+    if args.child == "plain":
+        run_plain(net, img, roi, args.overlap, args.sw_batch_size)
+    else:
+        from volseg.inference.fast import optimize_for_inference
+
+        run_volseg(optimize_for_inference(build(args.classes), roi, "cpu"), img, roi, args.overlap, args.sw_batch_size)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2)
+
+
+def main(argv: List[str] = None) -> Dict[str, float]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shape", type=int, nargs=3, default=[256, 256, 128])
+    p.add_argument("--classes", type=int, default=2)
+    p.add_argument("--overlap", type=float, default=0.25)
+    p.add_argument("--sw-batch-size", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="128x128x64, 1 repeat: a smoke test")
+    p.add_argument("--rss", action="store_true", help="also measure peak RSS of each path in a child process")
+    p.add_argument("--child", choices=("plain", "volseg"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        child(args)
+        return {}
+    if args.quick:
+        args.shape, args.repeats = [128, 128, 64], 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from volseg.inference.fast import optimize_for_inference
+
+    roi = (96, 96, 96)
+    img = volume(args.shape)
+    plain_net = build(args.classes)
+    fast = optimize_for_inference(build(args.classes), roi, "cpu")  # same seed: identical weights
+    t0 = time.perf_counter()
+    first = run_volseg(fast, img, roi, args.overlap, args.sw_batch_size)
+    first_s = time.perf_counter() - t0
+    t_plain, t_vs = [], []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        ref = run_plain(plain_net, img, roi, args.overlap, args.sw_batch_size)
+        t_plain.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        got = run_volseg(fast, img, roi, args.overlap, args.sw_batch_size)
+        t_vs.append(time.perf_counter() - t0)
+    assert torch.equal(got, first)
+    agree = (got == ref).float().mean().item()
+    balance = torch.bincount(ref.flatten().long(), minlength=args.classes).float() / ref.numel()
+    res = {
+        "shape": args.shape, "threads": torch.get_num_threads(), "plain_s": statistics.median(t_plain),
+        "volseg_s": statistics.median(t_vs), "volseg_first_call_s": first_s,
+        "ratio": statistics.median(t_plain) / statistics.median(t_vs), "agreement": agree,
+        "class_balance": [round(b, 4) for b in balance.tolist()],
+    }
+    if args.rss:
+        res["plain_peak_rss_gb"] = peak_rss("plain", args)
+        res["volseg_peak_rss_gb"] = peak_rss("volseg", args)
+    print(json.dumps(res, indent=2))
+    print(f"plain MONAI {res['plain_s']:.2f} s | volseg {res['volseg_s']:.2f} s (first call with compile "
+          f"{first_s:.1f} s) | speed-up {res['ratio']:.2f}x | argmax agreement {agree:.6f}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
