@@ -219,4 +219,7 @@ def format_summary(summary: Dict[str, Any]) -> str:
     width = max(len(k) for k in summary["files"]) if summary["files"] else 0
     lines += [f"  {k:<{width}}  {v}" for k, v in summary["files"].items()]
     lines.append(f"Dice on the held-out case: {summary['dice']:.3f}")
+    if summary.get("data") == "real":
+        lines.append("(one real training case and one held-out case: this checks the pipeline on real CT; "
+                     "it cannot measure accuracy)")
     return "\n".join(lines)

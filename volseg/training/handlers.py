@@ -184,6 +184,10 @@ class TrainingRecorder:
             engine.terminate()
 
     def _completed(self, engine: Any) -> None:
+        if self.rank0 and not (self.models / "model.pt").is_file():
+            # no validation ever ran (e.g. no validation cases): the last weights are the model
+            self._save(unwrap(self.network).state_dict(), self.models / "model.pt")
+            print("no validation metric: saved the last epoch's weights as models/model.pt", flush=True)
         if self._writer is not None:
             self._writer.close()
             self._writer = None
