@@ -2,9 +2,9 @@
 
 Same network (``create_network("unet")`` = MONAI UNet (16,32,64,128,256), 4.81 M params), same
 weights, ROI, overlap, sw_batch_size and volume. Plain MONAI = ``sliding_window_inference`` +
-``torch.argmax``; volseg = ``volseg.inference.core.segment_tensor`` with
-``volseg.inference.fast.optimize_for_inference`` (channels-last + torch.compile with freezing)
-+ chunked uint8 argmax. Runs are interleaved and the median of ``--repeats`` is reported; the
+``torch.argmax``; volseg = ``volseg.inference.streaming.sliding_window_segment`` (the same
+windows and Gaussian weights, blended a few slabs at a time straight into a uint8 label map) with
+``volseg.inference.fast.optimize_for_inference`` (channels-last + torch.compile with freezing). Runs are interleaved and the median of ``--repeats`` is reported; the
 one-off compile time is reported separately. Peak RSS of each path is measured in its own child
 process (``--rss``), so the two do not contaminate each other.
 
@@ -16,15 +16,16 @@ process (``--rss``), so the two do not contaminate each other.
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import statistics
-import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Dict, List, Sequence
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or loaded by path (tests)
+from _common import child_peak_rss, peak_rss_gb, report  # noqa: E402
 
 
 def build(classes: int, seed: int = 0) -> torch.nn.Module:
@@ -53,19 +54,18 @@ def run_plain(net: torch.nn.Module, img: torch.Tensor, roi, overlap: float, swb:
 
 
 def run_volseg(fast, img: torch.Tensor, roi, overlap: float, swb: int) -> torch.Tensor:
-    from volseg.inference.core import argmax_labels, segment_tensor
+    from volseg.inference.streaming import sliding_window_segment
 
     with torch.inference_mode():
-        scores = segment_tensor(img, fast, roi, overlap=overlap, sw_batch_size=swb, device="cpu")
-        return argmax_labels(scores)[0]
+        labels, _ = sliding_window_segment(img, fast, roi, overlap=overlap, sw_batch_size=swb, device="cpu")
+        return labels[0]
 
 
 def peak_rss(mode: str, args: argparse.Namespace) -> float:
     """Peak RSS (GB) of one path in a fresh child process."""
-    cmd = [sys.executable, __file__, "--child", mode, "--shape", *map(str, args.shape), "--classes",
-           str(args.classes), "--overlap", str(args.overlap), "--sw-batch-size", str(args.sw_batch_size)]
-    out = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace", check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    return child_peak_rss(__file__, ["--child", mode, "--shape", *map(str, args.shape), "--classes",
+                                     str(args.classes), "--overlap", str(args.overlap), "--sw-batch-size",
+                                     str(args.sw_batch_size)])
 
 
 def child(args: argparse.Namespace) -> None:
@@ -80,7 +80,7 @@ def child(args: argparse.Namespace) -> None:
         from volseg.inference.fast import optimize_for_inference
 
         run_volseg(optimize_for_inference(build(args.classes), roi, "cpu"), img, roi, args.overlap, args.sw_batch_size)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2)
+    print(peak_rss_gb())
 
 
 def main(argv: List[str] = None) -> Dict[str, float]:
@@ -131,9 +131,7 @@ def main(argv: List[str] = None) -> Dict[str, float]:
     if args.rss:
         res["plain_peak_rss_gb"] = peak_rss("plain", args)
         res["volseg_peak_rss_gb"] = peak_rss("volseg", args)
-    print(json.dumps(res, indent=2))
-    print(f"plain MONAI {res['plain_s']:.2f} s | volseg {res['volseg_s']:.2f} s (first call with compile "
-          f"{first_s:.1f} s) | speed-up {res['ratio']:.2f}x | argmax agreement {agree:.6f}")
+    report(res, first_s, f"argmax agreement {agree:.6f}")
     return res
 
 

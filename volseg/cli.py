@@ -54,6 +54,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("volseg: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `volseg info x | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return 0
     except VolsegError as exc:
         if debug:
             raise

@@ -130,7 +130,6 @@ def test_bundle_inference_2d_model_on_3d_volume(tmp_path: Path) -> None:
 @pytest.mark.bundle
 def test_bundle_inference_on_png_writes_colour_png(tmp_path: Path) -> None:
     """PNG in, colour PNG mask of the same size out (needs volseg.transforms.LoadVolumed reading PNG)."""
-    import numpy as np
     import torch
     from PIL import Image
 

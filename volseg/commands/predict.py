@@ -12,10 +12,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True,
                         help="mask file (.nii.gz or .seg.dcm, one input) or output folder (<case>.nii.gz per input)")
     parser.add_argument("-m", "--model", required=True, help="trained bundle folder (configs/inference.json + models/model.pt)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the output is blended")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the full-size mask is kept")
     parser.add_argument("--sw-device", default=None, choices=["cpu", "cuda"],
-                        help="where the network windows run (default: --device); --device cpu --sw-device cuda "
-                             "fits volumes larger than GPU memory")
+                        help="where the network windows run and are blended, a few slabs at a time (default: "
+                             "--device); --device cpu --sw-device cuda fits volumes larger than GPU memory")
     parser.add_argument("--roi-size", type=int, nargs="+", default=None, metavar="N",
                         help="sliding-window size in voxels (default: the bundle's)")
     parser.add_argument("--overlap", type=float, default=None, help="window overlap 0..1 (default: the bundle's, else 0.25)")

@@ -2,13 +2,15 @@
 
 Imported lazily so ``import volseg.inference`` stays light::
 
-    from volseg.inference import predict, Predictor, segment_tensor, evaluate
+    from volseg.inference import predict, Predictor, sliding_window_segment, evaluate
 """
 from __future__ import annotations
 
 from volseg._lazy import lazy_getattr
 
 _LAZY = {
+    "sliding_window_segment": "volseg.inference.streaming",
+    "plan_windows": "volseg.inference.streaming",
     "segment_tensor": "volseg.inference.core",
     "make_inferer": "volseg.inference.core",
     "keep_largest_component": "volseg.inference.core",

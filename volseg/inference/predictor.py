@@ -1,12 +1,14 @@
 """``Predictor`` (a bundle's inference config + weights, loaded once) and ``predict`` (inputs -> mask files).
 
 Per case: load (``volseg.io.load_volume``) -> the bundle's ``preprocessing`` -> sliding-window /
-slice-by-slice inference (:func:`volseg.inference.core.segment_tensor`) -> argmax -> inverse of
+slice-by-slice inference streamed straight to labels (:func:`volseg.inference.streaming.sliding_window_segment`)
+-> inverse of
 every spatial preprocessing transform (nearest neighbour for labels) -> optional keep-largest ->
 uint8 mask on the source grid with the source's exact affine.
 """
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +20,10 @@ import torch
 from volseg._atomic import atomic_path, check_not_input
 from volseg.errors import ConfigError, InputError, VolsegError
 from volseg.inference.cases import Case, dist_rank, find_cases, shard
-from volseg.inference.core import argmax_labels, keep_largest_component, resolve_device, segment_tensor, softmax_
+from volseg.inference.core import keep_largest_component, resolve_device
+from volseg.inference.invert import only_axis_aligned, resample_labels_nearest
+from volseg.inference.streaming import sliding_window_segment
+from volseg.transforms.load import adapt_loaders
 
 FORMATS = ("nifti", "dicom-seg", "both")
 BACKENDS = ("auto", "eager", "compiled")
@@ -61,12 +66,24 @@ def load_weights(network: torch.nn.Module, path: Path) -> None:
         raise InputError(f"weights do not match the bundle's network_def: {str(exc).splitlines()[0]}", path) from None
 
 
+def bundle_labels(bundle: Path) -> Dict[int, str]:
+    """``{label: name}`` from a MONAI bundle's ``configs/metadata.json`` (``network_data_format.outputs
+    .pred.channel_def``, as in the model zoo), without the background; ``{}`` when absent."""
+    try:
+        meta = json.loads((bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
+        channels = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
+        return {int(k): str(v) for k, v in channels.items() if int(k) != 0}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
 class Predictor:
     """Segment volumes with a trained bundle (``configs/inference.json`` + ``models/model.pt``).
 
     ``model``: the bundle folder (or its ``models/model.pt``). Options left ``None`` come from the
-    bundle's ``inferer`` (``roi_size``, ``overlap``, ``sw_batch_size``). ``device`` aggregates the
-    full-size output, ``sw_device`` (default ``device``) runs the network windows. ``backend``:
+    bundle's ``inferer`` (``roi_size``, ``overlap``, ``sw_batch_size``). ``device`` holds the
+    full-size outputs (uint8 labels), ``sw_device`` (default ``device``) runs the network windows and
+    holds the few-slab blending buffer. ``backend``:
     ``auto`` tries ``volseg.inference.fast.optimize_for_inference`` and falls back to eager.
     ``overrides`` sets config keys (``{"base_channels": 8}``) before anything is built.
     ``predictor(image)`` returns the uint8 mask ``(1, X, Y, Z)`` MetaTensor on the source grid.
@@ -126,7 +143,8 @@ class Predictor:
             inner = _unwrap(exc)
             raise inner or ConfigError(f"cannot build the bundle components: {str(exc).splitlines()[0]}",
                                        config) from None
-        self.labels: Dict[int, str] = {int(k): str(v) for k, v in dict(labels).items()}
+        self.preprocessing = adapt_loaders(self.preprocessing)
+        self.labels: Dict[int, str] = {int(k): str(v) for k, v in dict(labels or bundle_labels(bundle)).items()}
         self.spatial_dims = int(opt("network_def::spatial_dims", default=0) or 0) or None
         self.in_channels = opt("network_def::in_channels")
         roi = roi_size if roi_size else opt("inferer::roi_size", "roi_size")
@@ -139,6 +157,10 @@ class Predictor:
             self.roi_size = self.roi_size * self.spatial_dims
         self.overlap = float(overlap if overlap is not None else opt("inferer::overlap", default=0.25))
         self.sw_batch_size = int(sw_batch_size or opt("inferer::sw_batch_size", default=4))
+        # blending as the bundle's own inferer does it (MONAI's default is "constant"); no inferer: Gaussian
+        has_inferer = isinstance(parser.get("inferer"), Mapping)
+        self.mode = str(opt("inferer::mode", default="constant" if has_inferer else "gaussian"))
+        self.sigma_scale = opt("inferer::sigma_scale", default=0.125)
         self.tta, self.amp, self.keep_largest, self.progress = bool(tta), bool(amp), bool(keep_largest), progress
         self.bundle = bundle
         load_weights(self.network, bundle / "models" / "model.pt")
@@ -169,9 +191,8 @@ class Predictor:
             raise InputError(f"model expects {int(self.in_channels)} input channel(s), image has {image.shape[0]}",
                              where)
 
-    def scores(self, image: Any) -> Tuple[Any, Any]:
-        """Preprocess ``image`` (C, X, Y, Z) and return ``(blended logits (L, ...) on the model grid,
-        preprocessed data dict)``."""
+    def preprocess(self, image: Any) -> Mapping[str, Any]:
+        """The bundle's preprocessing applied to ``image`` (C, X, Y, Z): ``{"image": MetaTensor, ...}``."""
         where = image.meta.get("filename_or_obj") if hasattr(image, "meta") else None
         data = {"image": image}
         if self.preprocessing is not None:
@@ -180,16 +201,22 @@ class Predictor:
             except Exception as exc:  # noqa: BLE001 - MONAI wraps transform errors
                 inner = _unwrap(exc)
                 raise (inner or InputError(f"preprocessing failed: {str(exc).splitlines()[0]}", where)) from None
-        x = data["image"]
-        self._check_channels(x, where)
+        self._check_channels(data["image"], where)
+        return data
+
+    def infer(self, x: Any, probabilities: Optional[str] = None) -> Tuple[Any, Optional[Any]]:
+        """Labels ``(1, ...)`` uint8 (and softmax probabilities ``(L, ...)`` of dtype ``probabilities``)
+        on the model grid of a preprocessed image ``x`` (C, ...), by streamed sliding windows."""
+        where = x.meta.get("filename_or_obj") if hasattr(x, "meta") else None
         try:
-            probs = segment_tensor(x, self.forward, self.roi_size, spatial_dims=self.spatial_dims,
-                                   overlap=self.overlap, sw_batch_size=self.sw_batch_size, device=self.device,
-                                   sw_device=self.sw_device, tta=self.tta, amp=self.amp, progress=self.progress)
+            return sliding_window_segment(x, self.forward, self.roi_size, spatial_dims=self.spatial_dims,
+                                          overlap=self.overlap, sw_batch_size=self.sw_batch_size, device=self.device,
+                                          sw_device=self.sw_device, tta=self.tta, amp=self.amp,
+                                          probabilities=probabilities, progress=self.progress, mode=self.mode,
+                                          sigma_scale=self.sigma_scale)
         except RuntimeError as exc:
             raise InputError(f"the network failed on this image {tuple(x.shape)}: {str(exc).splitlines()[0]}",
                              where) from None
-        return probs, data
 
     def _invert(self, pred: Any, data: Mapping[str, Any], nearest: bool) -> Any:
         from monai.data import MetaTensor
@@ -210,20 +237,28 @@ class Predictor:
         return mask
 
     def segment(self, image: Any, probabilities: bool = False) -> Tuple[Any, Optional[Any]]:
-        """``(mask (1, X, Y, Z) uint8, probabilities (L, X, Y, Z) float32 on the source grid or None)``."""
+        """``(mask (1, X, Y, Z) uint8, softmax probabilities (L, X, Y, Z) on the source grid or None)``:
+        float16 when no spatial transform had to be inverted, float32 otherwise."""
         from monai.data import MetaTensor
 
         from volseg.io import load_volume
 
         image = load_volume(image)
         where = image.meta.get("filename_or_obj")
-        probs, data = self.scores(image)
-        labels = argmax_labels(probs)
+        data = self.preprocess(image)
+        labels, probs = self.infer(data["image"], probabilities="float16" if probabilities else None)
         inv_probs = None
-        if probabilities:
-            inv_probs = self._invert(softmax_(probs), data, nearest=False)
+        if probs is not None:
+            inv_probs = self._invert(probs.float() if data["image"].applied_operations else probs, data, nearest=False)
         del probs
-        labels = self._invert(labels.float() if data["image"].applied_operations else labels, data, nearest=True)
+        ops = data["image"].applied_operations if hasattr(data["image"], "applied_operations") else []
+        fast = None
+        if ops and self.preprocessing is not None and only_axis_aligned(ops):
+            fast = resample_labels_nearest(labels, labels.affine, image.affine, image.shape[1:])
+        if fast is not None:
+            labels = fast
+        else:
+            labels = self._invert(labels.float() if ops else labels, data, nearest=True)
         arr = torch.as_tensor(labels).detach().cpu().numpy()
         arr = np.rint(arr).astype(np.uint8) if arr.dtype != np.uint8 else arr
         if tuple(arr.shape[1:]) != tuple(image.shape[1:]):

@@ -54,6 +54,7 @@ class RawImage:
             "original_affine": self.affine.copy(),
             "spatial_shape": np.asarray(array.shape[1:]),
             "modality": "",
+            "original_channel_dim": 0,  # already channel-first: MONAI's EnsureChannelFirstd leaves it as is
         }
         if meta:
             self.meta.update(meta)

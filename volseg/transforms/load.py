@@ -34,3 +34,18 @@ class LoadVolumed(MapTransform):
                 img = torch.round(img)
             d[key] = img
         return d
+
+
+def adapt_loaders(transform: Any) -> Any:
+    """``transform`` (a MONAI ``Compose``, e.g. a model-zoo bundle's ``preprocessing``) with every
+    ``LoadImaged`` replaced in place by :class:`LoadVolumed` on the same keys, so the chain also takes
+    in-memory MetaTensors and volseg's readers (DICOM series selection, exact geometry). Volseg
+    images are channel-first with ``original_channel_dim`` 0, so a following ``EnsureChannelFirstd``
+    leaves them unchanged. Other transforms are returned as they are."""
+    from monai.transforms import Compose, LoadImaged
+
+    if isinstance(transform, Compose):
+        transform.transforms = tuple(
+            LoadVolumed(keys=t.keys, allow_missing_keys=t.allow_missing_keys) if isinstance(t, LoadImaged)
+            else adapt_loaders(t) for t in transform.transforms)
+    return transform
