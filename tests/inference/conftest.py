@@ -92,17 +92,3 @@ def sitk_world_points(path: Path, selector) -> np.ndarray:
     pts = np.round(lps * np.array([-1.0, -1.0, 1.0]), 3)
     return pts[np.lexsort(pts.T[::-1])]
 
-
-def tie_voxels(model_affine, source_affine, shape) -> np.ndarray:
-    """Source voxels that lie exactly half-way between two model voxels along some axis (bool
-    ``shape``): there nearest-neighbour has two equally right answers, and MONAI's float32 grid and
-    volseg's exact index arithmetic may pick different ones."""
-    from volseg.inference.invert import axis_map
-
-    m = axis_map(model_affine, source_affine)
-    tie = np.zeros(tuple(shape), bool)
-    for j, n in enumerate(shape):
-        p = int(np.argmax(np.abs(m[:3, j])))
-        pos = m[p, j] * np.arange(n) + m[p, 3]
-        tie |= (np.abs(pos - np.floor(pos) - 0.5) < 1e-4).reshape([-1 if i == j else 1 for i in range(len(shape))])
-    return tie

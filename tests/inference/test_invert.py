@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.inference.conftest import tie_voxels
+from volseg.inference.invert import tie_voxels
 
 ROT = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])  # permuted and flipped axes
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.inference.conftest import tie_voxels
+from volseg.inference.invert import tie_voxels
 from tests.inference.test_predict import NON_RAS, _nifti
 
 PREPROCESSING = {"_target_": "Compose", "transforms": [

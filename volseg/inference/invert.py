@@ -83,3 +83,19 @@ def _gather(src: torch.Tensor, index: Sequence[torch.Tensor]) -> torch.Tensor:
     for axis, idx in enumerate(index):
         out = out.index_select(axis, idx)
     return out.contiguous()
+
+
+def tie_voxels(model_affine: Any, source_affine: Any, shape: Sequence[int], tol: float = 1e-4) -> np.ndarray:
+    """Bool ``shape``: source voxels exactly half-way (within ``tol`` voxel) between two model voxels
+    along some axis. There nearest neighbour has two right answers; MONAI's float32 sampling grid
+    and this module's exact index arithmetic may pick different ones, and nowhere else differ."""
+    m = axis_map(model_affine, source_affine)
+    if m is None:
+        raise ValueError("the grids are not related by a scaled axis permutation")
+    nd = len(shape)
+    tie = np.zeros(tuple(shape), bool)
+    for j, n in enumerate(shape):
+        p = int(np.argmax(np.abs(m[:nd, j])))
+        pos = m[p, j] * np.arange(n) + m[p, nd]
+        tie |= (np.abs(pos - np.floor(pos) - 0.5) < tol).reshape([-1 if i == j else 1 for i in range(nd)])
+    return tie
