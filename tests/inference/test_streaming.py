@@ -107,3 +107,23 @@ def test_cuda_windows_with_cpu_outputs_match_cpu():
                                         probabilities="float16")
     assert got.device.type == "cpu" and probs.device.type == "cpu"
     assert (got == ref).float().mean() > 0.999  # fp16 autocast moves a few near-ties
+
+
+def test_count_windows_matches_the_plan():
+    from volseg.inference.streaming import count_windows, plan_windows
+
+    assert count_windows((512, 512, 600), (96, 96, 96)) == 7 * 7 * 8
+    assert count_windows((20, 50, 33), (32, 24, 40)) == sum(len(b) for b in plan_windows((32, 50, 40), (32, 24, 40))[0])
+    assert count_windows((64, 64, 7), (32, 32), spatial_dims=2) == 3 * 3 * 7
+
+
+def test_auto_backend_runs_small_cases_eagerly(bundle3d, phantom):
+    from volseg.inference import Predictor
+    from volseg.inference.predictor import AUTO_COMPILE_MIN_WINDOWS
+    from volseg.inference.streaming import count_windows
+
+    pred = Predictor(bundle3d, device="cpu", backend="auto")
+    assert count_windows(phantom.image.shape[1:], pred.roi_size) < AUTO_COMPILE_MIN_WINDOWS
+    mask = pred(phantom.image)
+    assert mask.shape == phantom.image.shape and pred.forward is not pred.network
+    assert getattr(pred.forward, "_compiled", None) is None  # never compiled for this small case

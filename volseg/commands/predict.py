@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action="store_true", help="average all mirrorings of the spatial axes (2^dims x slower)")
     parser.add_argument("--no-amp", action="store_true", help="disable float16 autocast on CUDA")
     parser.add_argument("--backend", default="auto", choices=["auto", "eager", "compiled"],
-                        help="auto: the fast path when available, else eager PyTorch")
+                        help="auto: compiled fast path for scans of 48+ windows (CPU), eager PyTorch for smaller "
+                             "ones; compiled: always the fast path; eager: never")
     parser.add_argument("--format", default="nifti", choices=["nifti", "dicom-seg", "both"],
                         help="mask format; dicom-seg needs a DICOM input")
     parser.add_argument("--save-probabilities", nargs="?", const="uint8", default=False, choices=["uint8", "float16"],

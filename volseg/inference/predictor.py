@@ -22,12 +22,15 @@ from volseg.errors import ConfigError, InputError, VolsegError
 from volseg.inference.cases import Case, dist_rank, find_cases, shard
 from volseg.inference.core import keep_largest_component, resolve_device
 from volseg.inference.invert import only_axis_aligned, resample_labels_nearest
-from volseg.inference.streaming import sliding_window_segment
+from volseg.inference.streaming import count_windows, sliding_window_segment
 from volseg.transforms.load import adapt_loaders
 
 FORMATS = ("nifti", "dicom-seg", "both")
 BACKENDS = ("auto", "eager", "compiled")
 PROB_FORMATS = ("uint8", "float16")
+# backend "auto" compiles (seconds, once per process) only for a case with at least this many
+# windows: below it the eager network finishes first (96^3 windows: ~1 s each eager on 2 cores)
+AUTO_COMPILE_MIN_WINDOWS = 48
 
 
 def _unwrap(exc: BaseException) -> Optional[VolsegError]:
@@ -84,7 +87,8 @@ class Predictor:
     bundle's ``inferer`` (``roi_size``, ``overlap``, ``sw_batch_size``). ``device`` holds the
     full-size outputs (uint8 labels), ``sw_device`` (default ``device``) runs the network windows and
     holds the few-slab blending buffer. ``backend``:
-    ``auto`` tries ``volseg.inference.fast.optimize_for_inference`` and falls back to eager.
+    ``auto`` uses ``volseg.inference.fast.optimize_for_inference`` (falling back to eager if it
+    fails) once a case has at least ``AUTO_COMPILE_MIN_WINDOWS`` windows, the eager network before.
     ``overrides`` sets config keys (``{"base_channels": 8}``) before anything is built.
     ``predictor(image)`` returns the uint8 mask ``(1, X, Y, Z)`` MetaTensor on the source grid.
     """
@@ -165,6 +169,7 @@ class Predictor:
         self.bundle = bundle
         load_weights(self.network, bundle / "models" / "model.pt")
         self.network = self.network.to(self.sw_device).eval()
+        self.backend = backend
         self.forward = self._optimize(backend)
 
     def _optimize(self, backend: str) -> Any:
@@ -208,8 +213,12 @@ class Predictor:
         """Labels ``(1, ...)`` uint8 (and softmax probabilities ``(L, ...)`` of dtype ``probabilities``)
         on the model grid of a preprocessed image ``x`` (C, ...), by streamed sliding windows."""
         where = x.meta.get("filename_or_obj") if hasattr(x, "meta") else None
+        forward = self.forward
+        if (self.backend == "auto" and forward is not self.network and getattr(forward, "_compiled", None) is None
+                and count_windows(x.shape[1:], self.roi_size, self.spatial_dims, self.overlap) < AUTO_COMPILE_MIN_WINDOWS):
+            forward = self.network  # a small case: compiling would cost more than it saves
         try:
-            return sliding_window_segment(x, self.forward, self.roi_size, spatial_dims=self.spatial_dims,
+            return sliding_window_segment(x, forward, self.roi_size, spatial_dims=self.spatial_dims,
                                           overlap=self.overlap, sw_batch_size=self.sw_batch_size, device=self.device,
                                           sw_device=self.sw_device, tta=self.tta, amp=self.amp,
                                           probabilities=probabilities, progress=self.progress, mode=self.mode,

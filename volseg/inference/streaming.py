@@ -58,6 +58,16 @@ def plan_windows(size: Sequence[int], roi: Sequence[int], overlap: float = 0.25,
     return batches, depth
 
 
+def count_windows(image_shape: Sequence[int], roi_size: Sequence[int], spatial_dims: Optional[int] = None,
+                  overlap: float = 0.25) -> int:
+    """How many windows :func:`sliding_window_segment` runs over an image of spatial ``image_shape``."""
+    roi = [int(r) for r in roi_size]
+    if spatial_dims == 2 and len(image_shape) == 3:
+        roi = (roi[:2] if len(roi) >= 2 else roi * 2) + [1]
+    size = [max(r, int(s)) for r, s in zip(roi, image_shape)]
+    return len(_windows(size, roi, overlap))
+
+
 def _slice_network(network: Callable) -> Callable:
     """A 2D network as a 3D one over ``(N, C, X, Y, 1)`` windows (one axial slice each)."""
 
