@@ -108,3 +108,18 @@ def test_zoo_bundle_on_a_dicom_series(zoo_bundle, phantom, tmp_path):
     mask = predict(series, tmp_path / "m.nii.gz", model=zoo_bundle, backend="eager", progress=False)
     assert tuple(mask.shape[1:]) == tuple(phantom.image.shape[1:])
     np.testing.assert_allclose(nib.load(str(tmp_path / "m.nii.gz")).affine, phantom.image.affine.numpy(), atol=1e-3)
+
+
+def test_unsupported_blend_mode_is_a_config_error_at_load(zoo_bundle, tmp_path):
+    import shutil
+
+    from volseg.errors import ConfigError
+    from volseg.inference import Predictor
+
+    bad = tmp_path / "bad"
+    shutil.copytree(zoo_bundle, bad)
+    cfg = json.loads((bad / "configs" / "inference.json").read_text())
+    cfg["inferer"]["mode"] = "median"
+    (bad / "configs" / "inference.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="inferer mode 'median'"):
+        Predictor(bad, backend="eager")

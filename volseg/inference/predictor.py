@@ -22,7 +22,7 @@ from volseg.errors import ConfigError, InputError, VolsegError
 from volseg.inference.cases import Case, dist_rank, find_cases, shard
 from volseg.inference.core import keep_largest_component, resolve_device
 from volseg.inference.invert import only_axis_aligned, resample_labels_nearest
-from volseg.inference.streaming import count_windows, sliding_window_segment
+from volseg.inference.streaming import BLEND_MODES, count_windows, sliding_window_segment
 from volseg.transforms.load import adapt_loaders
 
 FORMATS = ("nifti", "dicom-seg", "both")
@@ -165,6 +165,9 @@ class Predictor:
         has_inferer = isinstance(parser.get("inferer"), Mapping)
         self.mode = str(opt("inferer::mode", default="constant" if has_inferer else "gaussian"))
         self.sigma_scale = opt("inferer::sigma_scale", default=0.125)
+        if self.mode not in BLEND_MODES:
+            raise ConfigError(f"inferer mode {self.mode!r} is not supported; choose one of {', '.join(BLEND_MODES)}",
+                              config)
         self.tta, self.amp, self.keep_largest, self.progress = bool(tta), bool(amp), bool(keep_largest), progress
         self.bundle = bundle
         load_weights(self.network, bundle / "models" / "model.pt")
