@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from volseg.errors import ConfigError, InputError
-    from volseg.training.run import parse_overrides, run_bundle
+    from volseg.bundles.config import parse_overrides
+    from volseg.training.run import run_bundle
 
     overrides = parse_overrides(args.overrides)
     try:

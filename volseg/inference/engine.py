@@ -166,15 +166,16 @@ class _ToSource:
         self.pos = 0
         self.out: Optional[torch.Tensor] = None
 
-    def push(self, z0: int, z1: int, slab: torch.Tensor) -> None:
-        t = slab
-        for step in self.before:
-            t = step(t)
-        for m in self.inplane:
-            t = resample_axis(t, 1 + m.model_axis, m)
-        for k in range(z1 - z0):
-            self.cache[z0 + k] = t[..., k]
-        self._emit(z1)
+    def push(self, z0: int, z1: int, slab: torch.Tensor, chunk: int = 4) -> None:
+        for c0 in range(0, z1 - z0, chunk):  # a few model slices at a time: source-size temporaries stay small
+            t = slab[..., c0:c0 + chunk]
+            for step in self.before:
+                t = step(t)
+            for m in self.inplane:
+                t = resample_axis(t, 1 + m.model_axis, m)
+            for k in range(t.shape[-1]):
+                self.cache[z0 + c0 + k] = t[..., k]
+            self._emit(z0 + c0 + t.shape[-1])
 
     def finish(self) -> torch.Tensor:
         self._emit(np.iinfo(np.int64).max)

@@ -77,16 +77,20 @@ class WindowSpec:
             if not 0.0 <= float(o) < 1.0:
                 raise ConfigError(f"inferer overlap must be >= 0 and < 1, got {self.overlap}")
 
+    def slicing(self, ndim: int) -> Optional[int]:
+        """The axis a ``ndim``-D image is sliced along, or ``None`` (no slice axis, or an image with as
+        many dimensions as the window: a 2D image under a 2D slice inferer runs directly)."""
+        if self.slice_axis is None or len(self.roi_size) not in (1, ndim - 1) or (len(self.roi_size) == 1 and ndim == 2):
+            return None
+        return int(self.slice_axis) % ndim
+
     def window(self, image_size: Sequence[int]) -> List[int]:
         """The window size for an image of spatial ``image_size`` (slice axis: 1)."""
         nd = len(image_size)
         roi = list(self.roi_size)
-        if self.slice_axis is not None:
-            axis = int(self.slice_axis) % nd
-            if len(roi) == 1:
-                roi = roi * (nd - 1)
-            if len(roi) != nd - 1:
-                raise ConfigError(f"a slice inferer needs {nd - 1} roi_size values, got {list(self.roi_size)}")
+        axis = self.slicing(nd)
+        if axis is not None:
+            roi = roi * (nd - 1) if len(roi) == 1 else roi
             roi.insert(axis, 1)
         elif len(roi) == 1:
             roi = roi * nd
@@ -195,7 +199,8 @@ def blend_slabs(image: torch.Tensor, network: Callable, spec: WindowSpec, sw_dev
     size = list(raw.shape[1:])
     nd = len(size)
     roi = spec.window(size)
-    fn = network if spec.slice_axis is None else slice_network(network, int(spec.slice_axis) % nd)
+    axis = spec.slicing(nd)
+    fn = network if axis is None else slice_network(network, axis)
     pads = [(max(r - s, 0) // 2, max(r - s, 0) - max(r - s, 0) // 2) for r, s in zip(roi, size)]
     if any(a or b for a, b in pads):  # MONAI pads images smaller than the window, then crops back
         flat = [p for a, b in reversed(pads) for p in (a, b)]
