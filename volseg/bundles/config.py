@@ -104,7 +104,7 @@ def locate_bundle(model: PathLike, config: Union[PathLike, Sequence[PathLike], N
                 files.append(p)
             else:
                 raise InputError(f"config must be a bundle folder or a {'/'.join(CONFIG_SUFFIXES)} file", p)
-        if weights is None:
+        if weights is None and m.resolve() != _root_of(files[0]).resolve():
             weights = m / "models" / "model.pt"
             if not weights.is_file():
                 raise InputError("no models/model.pt in the model folder", m)
