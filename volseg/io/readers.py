@@ -102,13 +102,12 @@ def read_image(path: PathLike, series: Optional[str] = None, ndim: Optional[int]
     return img
 
 
-def _nifti_affine(img: Any, p: Path, ndim: int) -> np.ndarray:
-    """The affine nibabel would use, refused when it is unusable (see docs/concepts.md).
+def _nifti_affine(hdr: Any, p: Path, ndim: int) -> np.ndarray:
+    """The affine nibabel would use, from the header as written, refused when it is unusable.
 
     sform (code > 0) first; an unusable sform falls back to a valid qform with a warning; both codes 0
-    (Analyze-style, no orientation) falls back to the pixdim voxel sizes with a warning.
+    (Analyze-style, no orientation) falls back to the pixdim voxel sizes with a warning (docs/concepts.md).
     """
-    hdr = img.header
     scode, qcode = int(hdr["sform_code"]), int(hdr["qform_code"])
     k = min(ndim, 3)
     qform = hdr.get_qform() if qcode > 0 else None
@@ -130,27 +129,43 @@ def _nifti_affine(img: Any, p: Path, ndim: int) -> np.ndarray:
     check_spacing(zooms, p, "voxel size (pixdim) with no sform/qform (both codes 0)")
     log.warning("%s: no sform/qform (both codes 0): orientation unknown; using pixdim voxel sizes %s mm "
                 "and nibabel's default orientation", p, ", ".join(f"{z:g}" for z in zooms))
-    return np.asarray(img.affine, dtype=np.float64)
+    return np.asarray(hdr.get_base_affine(), dtype=np.float64)
 
 
 def _load_nifti(p: Path, limit: int):
     import nibabel as nib
 
-    try:
-        img = nib.load(str(p))
-        shape, dtype = img.header.get_data_shape(), img.header.get_data_dtype()
+    import logging
+
+    from nibabel.openers import Opener
+
+    try:  # the header as written: nib.load would "fix" zero pixdim to 1 mm (and log it)
+        with Opener(str(p)) as f:
+            head = f.read(4)
+            f.seek(0)
+            klass = nib.Nifti2Header if head in (b"\x1c\x02\0\0", b"\0\0\x02\x1c") else nib.Nifti1Header
+            hdr = klass.from_fileobj(f, check=False)
+        if int(hdr["sizeof_hdr"]) not in (348, 540) or bytes(hdr["magic"]).rstrip(b"\0") not in (
+                b"n+1", b"ni1", b"n+2", b"ni2"):
+            raise ValueError(f"not a NIfTI header: sizeof_hdr {int(hdr['sizeof_hdr'])}, magic {bytes(hdr['magic'])!r}")
+        shape, dtype = hdr.get_data_shape(), hdr.get_data_dtype()
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
         raise InputError(f"cannot read NIfTI ({_short(exc)}); the file may be truncated or corrupt", p) from exc
     gz = full_suffix(p) == ".nii.gz"
     size = p.stat().st_size
-    offset = 0 if gz else int(img.header.get("vox_offset", 0) or 0)
+    offset = 0 if gz else int(hdr.get("vox_offset", 0) or 0)
     check_claim(shape, dtype.itemsize, p, limit, max(size - offset, 0), "deflate" if gz else "raw",
                 what=str(dtype))
-    affine = _nifti_affine(img, p, len(shape))
+    affine = _nifti_affine(hdr, p, len(shape))
+    quiet = logging.getLogger("nibabel.global")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # header problems were judged above
     try:
-        data = np.asarray(img.dataobj)
+        data = np.asarray(nib.load(str(p)).dataobj)
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"cannot read NIfTI ({_short(exc)}); the file may be truncated or corrupt", p) from exc
+    finally:
+        quiet.setLevel(level)
     if data.dtype.kind not in "biuf":
         raise InputError(f"unsupported NIfTI data type {data.dtype}", p)
     if data.ndim == 2:
@@ -278,10 +293,8 @@ def _read_png(p: PathLike, limit: Optional[int] = None) -> RawImage:
 
     p = Path(p)
     try:
+        _check_png_header(p, limit)
         with Image.open(p) as im:
-            bands = len(im.getbands())
-            check_claim((im.width, im.height, bands), 2 if im.mode.startswith("I") else 1, p,
-                        check_max_voxels(limit), p.stat().st_size, "deflate", what="pixels")
             im.load()
             mode = im.mode
             if mode in ("RGB", "RGBA"):
@@ -314,6 +327,20 @@ def _read_png(p: PathLike, limit: Optional[int] = None) -> RawImage:
         np.eye(3),
         {"filename_or_obj": str(p), "source_format": "png", "modality": ""},
     )
+
+
+def _check_png_header(p: Path, limit: Optional[int]) -> None:
+    """The size a PNG's IHDR claims, checked before PIL decodes (or refuses) it."""
+    import struct
+
+    with open(p, "rb") as f:
+        head = f.read(29)
+    if len(head) < 29 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return  # not a PNG: PIL says so
+    width, height, depth, colour = struct.unpack(">IIBB", head[16:26])
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 4)
+    check_claim((width, height, channels), max(1, depth // 8), p, check_max_voxels(limit), p.stat().st_size,
+                "deflate", what="pixels")
 
 
 def _short(exc: BaseException) -> str:

@@ -1,0 +1,231 @@
+"""Hostile inputs built in fixtures, and a runner for ``volseg`` in a subprocess under memory limits."""
+from __future__ import annotations
+
+import gzip
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import pytest
+
+from tests.io.conftest import sitk_write_series, small_volume  # noqa: F401 - fixture used here too
+
+VOLSEG = [sys.executable, "-m", "volseg"]
+CAP_MB = 1024  # address-space limit of the reader subprocess (the hostile files claim 16 GB)
+RSS_MB = 400  # peak resident memory a refusal may use
+
+
+@dataclass
+class Run:
+    rc: int
+    out: str
+    err: str
+    maxrss_mb: float
+
+    @property
+    def err_lines(self) -> list:
+        return [ln for ln in self.err.splitlines() if ln.strip()]
+
+
+def run_volseg(args: Sequence[str], cap_mb: int = CAP_MB, umask: Optional[int] = None, user: Optional[int] = None,
+               fsize: Optional[int] = None, env: Optional[Dict[str, str]] = None, timeout: float = 120) -> Run:
+    """``python -m volseg ARGS`` with RLIMIT_AS = ``cap_mb`` (and optionally a umask, another uid, a
+    file size limit with SIGXFSZ ignored so writes fail with EFBIG); returns rc, output and peak RSS."""
+
+    def pre() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (cap_mb << 20, cap_mb << 20))
+        if umask is not None:
+            os.umask(umask)
+        if fsize is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+        if user is not None:
+            os.setgid(user)
+            os.setuid(user)
+
+    e = dict(os.environ, **(env or {}))
+    e.setdefault("OMP_NUM_THREADS", "1")
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, open(os.devnull, "rb") as devnull:
+        p = subprocess.Popen([*VOLSEG, *map(str, args)], stdin=devnull, stdout=out, stderr=err, preexec_fn=pre,
+                             env=e, restore_signals=fsize is None)
+        timer = threading.Timer(timeout, p.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(p.pid, 0)  # this child's own peak RSS
+        finally:
+            timer.cancel()
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Run(p.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
+                   usage.ru_maxrss / 1024)
+
+
+def leftovers(folder: Path) -> list:
+    """Everything in ``folder`` (temporaries included) -- a refused command must leave it empty."""
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+# ------------------------------------------------------------------ hostile files
+
+
+def _nifti(path: Path, data: np.ndarray, affine: Optional[np.ndarray] = None, sform: Optional[np.ndarray] = None,
+           sform_code: int = 1, qform_code: int = 1, pixdim: Optional[Sequence[float]] = None) -> Path:
+    """A NIfTI written field by field (nibabel would otherwise repair the header from an affine)."""
+    import nibabel as nib
+
+    affine = np.diag([0.8, 0.9, 2.0, 1.0]) if affine is None else affine
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(data.shape)
+    hdr.set_data_dtype(data.dtype)
+    hdr.set_qform(affine, code=qform_code)
+    hdr.set_sform(affine, code=sform_code)
+    if sform is not None:
+        hdr["srow_x"], hdr["srow_y"], hdr["srow_z"] = sform[0], sform[1], sform[2]
+    nib.save(nib.Nifti1Image(data, None, header=hdr), str(path))
+    if pixdim is not None:  # patched in the bytes: nibabel "fixes" zero pixdim when saving
+        raw = bytearray(gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes())
+        raw[80:80 + 4 * len(pixdim)] = np.asarray(pixdim, "<f4").tobytes()
+        path.write_bytes(gzip.compress(bytes(raw)) if path.name.endswith(".gz") else bytes(raw))
+    back = nib.load(str(path)).header
+    assert int(back["sform_code"]) == sform_code and int(back["qform_code"]) == qform_code
+    return path
+
+
+def ct(shape: Tuple[int, int, int] = (24, 20, 16)) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    return (rng.normal(-300, 400, size=shape)).astype(np.float32)
+
+
+def huge_claim_nifti(path: Path) -> Path:
+    """A header claiming 2000^3 int16 voxels (16 GB) followed by a few bytes of data."""
+    import nibabel as nib
+
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape((2000, 2000, 2000))
+    hdr.set_data_dtype(np.int16)
+    hdr.set_sform(np.eye(4), code=1)
+    raw = hdr.binaryblock + b"\0" * 4 + b"\1\0" * 500
+    if path.name.endswith(".gz"):
+        path.write_bytes(gzip.compress(raw))
+    else:
+        path.write_bytes(raw)
+    return path
+
+
+def huge_claim_nrrd(path: Path) -> Path:
+    header = ("NRRD0004\ntype: int16\ndimension: 3\nsizes: 2000 2000 2000\nencoding: gzip\nendian: little\n"
+              "space: left-posterior-superior\nspace directions: (1,0,0) (0,1,0) (0,0,1)\n"
+              "space origin: (0,0,0)\n\n")
+    path.write_bytes(header.encode() + gzip.compress(b"\0" * 4096))
+    return path
+
+
+def huge_claim_mha(path: Path) -> Path:
+    header = ("ObjectType = Image\nNDims = 3\nDimSize = 2000 2000 2000\nElementType = MET_SHORT\n"
+              "ElementSpacing = 1 1 1\nBinaryData = True\nBinaryDataByteOrderMSB = False\nElementDataFile = LOCAL\n")
+    path.write_bytes(header.encode() + b"\0" * 1024)
+    return path
+
+
+def huge_claim_png(path: Path) -> Path:
+    """A real PNG whose IHDR is patched to claim 100000 x 100000 pixels."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(path)
+    raw = bytearray(path.read_bytes())
+    ihdr = raw.index(b"IHDR")
+    raw[ihdr + 4:ihdr + 12] = struct.pack(">II", 100000, 100000)
+    raw[ihdr + 17:ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(raw[ihdr:ihdr + 17])))
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def huge_claim_dicom(path: Path, tmp: Path) -> Path:
+    import pydicom
+
+    vol = np.zeros((8, 8, 1), np.int16)
+    f = sitk_write_series(vol, tmp, (1, 1, 1), (0, 0, 0), np.eye(3))[0]
+    ds = pydicom.dcmread(f)
+    ds.Rows, ds.Columns = 60000, 60000
+    ds.save_as(path)
+    return path
+
+
+def dicom_series_with_odd_spacing(folder: Path, odd: int) -> Path:
+    """A 6-slice CT series where slice ``odd`` (0 = first, 3 = middle) has another PixelSpacing."""
+    import pydicom
+
+    vol = (np.arange(12 * 10 * 6).reshape(12, 10, 6) % 300).astype(np.int16)
+    files = sitk_write_series(vol, folder, (0.7, 0.7, 2.5), (0, 0, 0), np.eye(3))
+    ds = pydicom.dcmread(files[odd])
+    ds.PixelSpacing = [0.9, 0.9]
+    ds.save_as(files[odd])
+    return folder
+
+
+READER_CASES = {
+    # name: (builder(tmp) -> path, what the one stderr line must say)
+    "nan_voxel": (lambda t: _nifti(t / "nan1.nii.gz", _with_nan(ct(), [(3, 4, 5)])), "1 NaN/Inf voxel of"),
+    "nan_blocks": (lambda t: _nifti(t / "nanblocks.nii.gz", _with_blocks(ct())), "NaN/Inf voxels"),
+    "all_nan": (lambda t: _nifti(t / "allnan.nii.gz", np.full((8, 8, 8), np.nan, np.float32)), "512 NaN/Inf voxels"),
+    "huge_nii_gz": (lambda t: huge_claim_nifti(t / "huge.nii.gz"), "2000 x 2000 x 2000"),
+    "huge_nii": (lambda t: huge_claim_nifti(t / "huge.nii"), "2000 x 2000 x 2000"),
+    "huge_nrrd": (lambda t: huge_claim_nrrd(t / "huge.nrrd"), "2000 x 2000 x 2000"),
+    "huge_mha": (lambda t: huge_claim_mha(t / "huge.mha"), "2000 x 2000 x 2000"),
+    "huge_png": (lambda t: huge_claim_png(t / "huge.png"), "100000 x 100000"),
+    "huge_dcm": (lambda t: huge_claim_dicom(t / "huge.dcm", t / "src"), "60000 x 60000"),
+    "dicom_spacing_first": (lambda t: dicom_series_with_odd_spacing(t / "first", 0), "PixelSpacing differs"),
+    "dicom_spacing_middle": (lambda t: dicom_series_with_odd_spacing(t / "middle", 3), "PixelSpacing differs"),
+    "nan_affine": (lambda t: _nifti(t / "nanaff.nii.gz", ct(), sform=_nan_affine(), qform_code=0),
+                   "invalid sform (non-finite"),
+    "zero_sform": (lambda t: _nifti(t / "zerosform.nii.gz", ct(), sform=np.zeros((4, 4)), qform_code=0),
+                   "invalid sform (all zeros"),
+    "zero_pixdim": (lambda t: _nifti(t / "zeropix.nii.gz", ct(), sform_code=0, qform_code=0, pixdim=(0, 0, 0)),
+                    "invalid voxel size (pixdim)"),
+    "zero_byte_dcm": (lambda t: _empty(t / "empty.dcm"), "empty file"),
+}
+
+
+def _with_nan(a: np.ndarray, where: Sequence[Tuple[int, int, int]]) -> np.ndarray:
+    for idx in where:
+        a[idx] = np.nan
+    return a
+
+
+def _with_blocks(a: np.ndarray) -> np.ndarray:
+    a[2:4, 2:4, 2:4] = np.nan
+    a[10:12, 5:7, 8:10] = np.inf
+    a[20:22, 15:17, 12:14] = -np.inf
+    return a
+
+
+def _nan_affine() -> np.ndarray:
+    a = np.diag([0.8, 0.9, 2.0, 1.0])
+    a[0, 1] = np.nan
+    return a
+
+
+def _empty(p: Path) -> Path:
+    p.write_bytes(b"")
+    return p
+
+
+@pytest.fixture(params=sorted(READER_CASES))
+def hostile(request, tmp_path) -> Tuple[str, Path, str]:
+    """(case name, hostile file or folder, expected message fragment)."""
+    build, expect = READER_CASES[request.param]
+    src = tmp_path / "in"
+    src.mkdir()
+    return request.param, build(src), expect
