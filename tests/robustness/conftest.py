@@ -35,10 +35,10 @@ class Run:
         return [ln for ln in self.err.splitlines() if ln.strip()]
 
 
-def run_volseg(args: Sequence[str], cap_mb: int = CAP_MB, umask: Optional[int] = None, user: Optional[int] = None,
-               fsize: Optional[int] = None, env: Optional[Dict[str, str]] = None, timeout: float = 120) -> Run:
-    """``python -m volseg ARGS`` with RLIMIT_AS = ``cap_mb`` (and optionally a umask, another uid, a
-    file size limit with SIGXFSZ ignored so writes fail with EFBIG); returns rc, output and peak RSS."""
+def run_volseg(args: Sequence[str], cap_mb: int = CAP_MB, umask: Optional[int] = None, fsize: Optional[int] = None,
+               env: Optional[Dict[str, str]] = None, prefix: Sequence[str] = (), timeout: float = 120) -> Run:
+    """``python -m volseg ARGS`` with RLIMIT_AS = ``cap_mb`` (and optionally a umask, a file size limit
+    with SIGXFSZ ignored so writes fail with EFBIG, a command ``prefix``); returns rc, output, peak RSS."""
 
     def pre() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (cap_mb << 20, cap_mb << 20))
@@ -47,14 +47,11 @@ def run_volseg(args: Sequence[str], cap_mb: int = CAP_MB, umask: Optional[int] =
         if fsize is not None:
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-        if user is not None:
-            os.setgid(user)
-            os.setuid(user)
 
     e = dict(os.environ, **(env or {}))
     e.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, open(os.devnull, "rb") as devnull:
-        p = subprocess.Popen([*VOLSEG, *map(str, args)], stdin=devnull, stdout=out, stderr=err, preexec_fn=pre,
+        p = subprocess.Popen([*prefix, *VOLSEG, *map(str, args)], stdin=devnull, stdout=out, stderr=err, preexec_fn=pre,
                              env=e, restore_signals=fsize is None)
         timer = threading.Timer(timeout, p.kill)
         timer.start()
@@ -67,6 +64,17 @@ def run_volseg(args: Sequence[str], cap_mb: int = CAP_MB, umask: Optional[int] =
         err.seek(0)
         return Run(p.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
                    usage.ru_maxrss / 1024)
+
+
+def unprivileged() -> list:
+    """A command prefix under which file permissions apply: root without CAP_DAC_OVERRIDE (setpriv)."""
+    if os.geteuid() != 0:
+        return []
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root and setpriv (util-linux) is not installed: permissions cannot apply")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps", "-all", "--"]
 
 
 def leftovers(folder: Path) -> list:

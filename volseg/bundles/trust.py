@@ -381,13 +381,13 @@ class _Checker:
         return obj
 
     def _attribute(self, node: ast.Attribute, local: Set[str]) -> None:
-        if node.attr.startswith("_"):
-            raise _Refuse(f"the attribute '{node.attr}'")
         dotted = self._dotted(node, local)
         if dotted is not None:
             self._object(self._static(dotted), dotted)
             return
         self._node(node.value, local)
+        if node.attr.startswith("_"):
+            raise _Refuse(f"the attribute '{node.attr}'")
         if node.attr in DENIED_METHODS:
             raise _Refuse(f"the method '.{node.attr}'")
 
