@@ -102,6 +102,20 @@ def read_image(path: PathLike, series: Optional[str] = None, ndim: Optional[int]
     return img
 
 
+def _qform(hdr: Any) -> Union[np.ndarray, str]:
+    """The qform affine, or why it cannot be built (qfac other than 0/1/-1, negative pixdim)."""
+    from nibabel.spatialimages import HeaderDataError
+
+    h = hdr.copy()
+    if h["pixdim"][0] == 0:
+        h["pixdim"][0] = 1.0  # the NIfTI standard: qfac 0 means 1
+    try:
+        with np.errstate(all="ignore"):
+            return np.asarray(h.get_qform(), dtype=np.float64)
+    except (HeaderDataError, ValueError, np.linalg.LinAlgError) as exc:
+        return _short(exc)
+
+
 def _nifti_affine(hdr: Any, p: Path, ndim: int) -> np.ndarray:
     """The affine nibabel would use, from the header as written, refused when it is unusable.
 
@@ -110,8 +124,11 @@ def _nifti_affine(hdr: Any, p: Path, ndim: int) -> np.ndarray:
     """
     scode, qcode = int(hdr["sform_code"]), int(hdr["qform_code"])
     k = min(ndim, 3)
-    qform = hdr.get_qform() if qcode > 0 else None
-    q_bad = None if qform is None else affine_problem(qform, k)
+    qform, q_bad = (_qform(hdr), None) if qcode > 0 else (None, None)
+    if isinstance(qform, str):
+        qform, q_bad = np.full((4, 4), np.nan), qform
+    elif qform is not None:
+        q_bad = affine_problem(qform, k)
     if scode > 0:
         s_bad = affine_problem(hdr.get_sform(), k)
         if s_bad is None:
@@ -151,9 +168,12 @@ def _load_nifti(p: Path, limit: int):
         shape, dtype = hdr.get_data_shape(), hdr.get_data_dtype()
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
         raise InputError(f"cannot read NIfTI ({_short(exc)}); the file may be truncated or corrupt", p) from exc
+    vox_offset = float(hdr["vox_offset"])
+    if not np.isfinite(vox_offset) or vox_offset < 0 or vox_offset > 2**40:
+        raise InputError(f"invalid vox_offset {vox_offset:g} in the NIfTI header", p)
     gz = full_suffix(p) == ".nii.gz"
     size = p.stat().st_size
-    offset = 0 if gz else int(hdr.get("vox_offset", 0) or 0)
+    offset = 0 if gz else int(vox_offset)
     check_claim(shape, dtype.itemsize, p, limit, max(size - offset, 0), "deflate" if gz else "raw",
                 what=str(dtype))
     affine = _nifti_affine(hdr, p, len(shape))
