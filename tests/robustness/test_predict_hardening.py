@@ -1,8 +1,9 @@
 """`volseg predict` under hostile conditions (issue 12), with the tiny fixed-weight bundle.
 
-Tests running predict in a subprocess are ``slow`` (torch start-up). Tests marked ``xfail(strict=True)`` document behaviour that needs wiring inside predict (output
-validation before the model loads, one atomic group per case, ``--nan-to``, float16 probabilities);
-the lead removes the marks when wiring. The others hold already through volseg.io / volseg._atomic.
+Tests running predict in a subprocess are ``slow`` (torch start-up). Tests marked
+``xfail(strict=True)`` document behaviour that needs wiring inside predict (output validation before
+the model loads, one atomic group per case, ``--nan-to``, float16 probabilities); the lead removes
+the marks when wiring. The others hold already through volseg.io / volseg._atomic.
 """
 from __future__ import annotations
 

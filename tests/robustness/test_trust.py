@@ -35,7 +35,8 @@ def _bundle_config_sets():
             continue
         raw = json.loads(cfg.read_text())
         overlay = any("#" in k for k in raw)
-        yield pytest.param([cfg.parent / "train.json", cfg] if overlay else [cfg], id=f"{cfg.parent.parent.name}/{cfg.name}")
+        files = [cfg.parent / "train.json", cfg] if overlay else [cfg]
+        yield pytest.param(files, id=f"{cfg.parent.parent.name}/{cfg.name}")
 
 
 @pytest.mark.parametrize("files", list(_bundle_config_sets()))
@@ -71,7 +72,8 @@ PAYLOADS = {
     "network_options": (lambda c: c.__setitem__("network_options", PAYLOAD + "{}"), "network_options",
                         "'__import__'"),
     "subprocess_target": (lambda c: c["postprocessing"]["transforms"].append(
-        {"_target_": "subprocess.call", "args": ["touch", "PWNED"]}), "postprocessing#transforms#", "'subprocess.call'"),
+        {"_target_": "subprocess.call", "args": ["touch", "PWNED"]}),
+        "postprocessing#transforms#", "'subprocess.call'"),
     "import_subprocess": (lambda c: c["imports"].append("$import subprocess"), "imports#", "'import subprocess'"),
 }
 

@@ -240,7 +240,8 @@ class _Checker:
                 self.globals[alias.asname or alias.name] = obj
 
     def _module(self, name: str, what: str) -> None:
-        if name.split(".")[0] not in ALLOWED_IMPORTS or _denied(name) or any(p.startswith("_") for p in name.split(".")):
+        parts = name.split(".")
+        if parts[0] not in ALLOWED_IMPORTS or _denied(name) or any(p.startswith("_") for p in parts):
             raise _Refuse(what)
 
     def _resolve(self, dotted: str, what: str) -> Any:
@@ -277,7 +278,8 @@ class _Checker:
         import numpy
         import torch
 
-        if id(obj) in self.safe or isinstance(obj, (bool, int, float, str, bytes, type(None), torch.dtype, numpy.dtype)):
+        data = (bool, int, float, str, bytes, type(None), torch.dtype, numpy.dtype)
+        if id(obj) in self.safe or isinstance(obj, data):
             return
         if isinstance(obj, type) and issubclass(obj, numpy.generic):
             return

@@ -161,7 +161,8 @@ def load_dicom(path: PathLike, series: Optional[str] = None, resample: bool = Fa
 _PER_SLICE = (
     ("Rows/Columns", lambda h: (_int(h, "Rows"), _int(h, "Columns"))),
     ("PixelSpacing", lambda h: _rounded(getattr(h, "PixelSpacing", None))),
-    ("mixed slice orientations in one series: ImageOrientationPatient", lambda h: _rounded(getattr(h, "ImageOrientationPatient", None))),
+    ("mixed slice orientations in one series: ImageOrientationPatient",
+     lambda h: _rounded(getattr(h, "ImageOrientationPatient", None))),
     ("PhotometricInterpretation", lambda h: str(getattr(h, "PhotometricInterpretation", "") or "")),
     ("SamplesPerPixel", lambda h: _int(h, "SamplesPerPixel", 1)),
     ("rescale (RescaleSlope/RescaleIntercept present)", lambda h: ("RescaleSlope" in h, "RescaleIntercept" in h)),
