@@ -30,6 +30,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 _DOUBLE_SUFFIXES = (".nii.gz", ".tar.gz", ".seg.dcm")
 STALE_AFTER_S = 24 * 3600  # a temporary this old is swept even if a process with its PID is alive
 _TMP_RE = re.compile(r"^\..*\.vstmp-([0-9a-f]{6})-(\d+)-[0-9a-f]{8}\.tmp")
+# tempfile.mkstemp/mkdtemp names of volseg before 0.1.x: swept only once stale (no PID to ask)
+_OLD_TMP_RE = re.compile(r"^\.(.+)\.[a-z0-9_]{8}\.tmp(\.[a-z.]+)?$")
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _FULL_TEXT = ("no space left on device", "disk quota exceeded", "file too large", "file write failed")
 _DENIED_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
@@ -100,13 +102,16 @@ def sweep_temporaries(folder: PathLike) -> List[Path]:
         return removed
     host, now = _host_tag(), time.time()
     for e in entries:
-        m = _TMP_RE.match(e.name)
-        if m is None:
+        if not e.name.startswith("."):
             continue
-        pid = int(m.group(2))
+        m, legacy = _TMP_RE.match(e.name), _OLD_TMP_RE.match(e.name)
+        if m is None and (legacy is None or (legacy.group(2) or "") != full_suffix(legacy.group(1))):
+            continue
         try:
             old = now - e.stat(follow_symlinks=False).st_mtime > STALE_AFTER_S
-            if not (old or (m.group(1) == host and pid != os.getpid() and not _pid_alive(pid))):
+            dead = m is not None and m.group(1) == host and int(m.group(2)) != os.getpid() and not _pid_alive(
+                int(m.group(2)))
+            if not (old or dead):
                 continue
             if e.is_dir(follow_symlinks=False):
                 shutil.rmtree(e.path)

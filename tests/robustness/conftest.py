@@ -113,12 +113,12 @@ def ct(shape: Tuple[int, int, int] = (24, 20, 16)) -> np.ndarray:
     return (rng.normal(-300, 400, size=shape)).astype(np.float32)
 
 
-def huge_claim_nifti(path: Path) -> Path:
-    """A header claiming 2000^3 int16 voxels (16 GB) followed by a few bytes of data."""
+def huge_claim_nifti(path: Path, n: int = 2000) -> Path:
+    """A header claiming n^3 int16 voxels (2000: 16 GB) followed by a few bytes of data."""
     import nibabel as nib
 
     hdr = nib.Nifti1Header()
-    hdr.set_data_shape((2000, 2000, 2000))
+    hdr.set_data_shape((n, n, n))
     hdr.set_data_dtype(np.int16)
     hdr.set_sform(np.eye(4), code=1)
     raw = hdr.binaryblock + b"\0" * 4 + b"\1\0" * 500
@@ -129,23 +129,23 @@ def huge_claim_nifti(path: Path) -> Path:
     return path
 
 
-def huge_claim_nrrd(path: Path) -> Path:
-    header = ("NRRD0004\ntype: int16\ndimension: 3\nsizes: 2000 2000 2000\nencoding: gzip\nendian: little\n"
+def huge_claim_nrrd(path: Path, n: int = 2000) -> Path:
+    header = (f"NRRD0004\ntype: int16\ndimension: 3\nsizes: {n} {n} {n}\nencoding: gzip\nendian: little\n"
               "space: left-posterior-superior\nspace directions: (1,0,0) (0,1,0) (0,0,1)\n"
               "space origin: (0,0,0)\n\n")
     path.write_bytes(header.encode() + gzip.compress(b"\0" * 4096))
     return path
 
 
-def huge_claim_mha(path: Path) -> Path:
-    header = ("ObjectType = Image\nNDims = 3\nDimSize = 2000 2000 2000\nElementType = MET_SHORT\n"
+def huge_claim_mha(path: Path, n: int = 2000) -> Path:
+    header = (f"ObjectType = Image\nNDims = 3\nDimSize = {n} {n} {n}\nElementType = MET_SHORT\n"
               "ElementSpacing = 1 1 1\nBinaryData = True\nBinaryDataByteOrderMSB = False\nElementDataFile = LOCAL\n")
     path.write_bytes(header.encode() + b"\0" * 1024)
     return path
 
 
-def huge_claim_png(path: Path) -> Path:
-    """A real PNG whose IHDR is patched to claim 100000 x 100000 pixels."""
+def huge_claim_png(path: Path, n: int = 100000) -> Path:
+    """A real PNG whose IHDR is patched to claim n x n pixels."""
     import struct
     import zlib
 
@@ -154,19 +154,19 @@ def huge_claim_png(path: Path) -> Path:
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(path)
     raw = bytearray(path.read_bytes())
     ihdr = raw.index(b"IHDR")
-    raw[ihdr + 4:ihdr + 12] = struct.pack(">II", 100000, 100000)
+    raw[ihdr + 4:ihdr + 12] = struct.pack(">II", n, n)
     raw[ihdr + 17:ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(raw[ihdr:ihdr + 17])))
     path.write_bytes(bytes(raw))
     return path
 
 
-def huge_claim_dicom(path: Path, tmp: Path) -> Path:
+def huge_claim_dicom(path: Path, tmp: Path, n: int = 60000) -> Path:
     import pydicom
 
     vol = np.zeros((8, 8, 1), np.int16)
     f = sitk_write_series(vol, tmp, (1, 1, 1), (0, 0, 0), np.eye(3))[0]
     ds = pydicom.dcmread(f)
-    ds.Rows, ds.Columns = 60000, 60000
+    ds.Rows, ds.Columns = n, n
     ds.save_as(path)
     return path
 
@@ -194,6 +194,13 @@ READER_CASES = {
     "huge_mha": (lambda t: huge_claim_mha(t / "huge.mha"), "2000 x 2000 x 2000"),
     "huge_png": (lambda t: huge_claim_png(t / "huge.png"), "100000 x 100000"),
     "huge_dcm": (lambda t: huge_claim_dicom(t / "huge.dcm", t / "src"), "60000 x 60000"),
+    # within the voxel limit, but more than the file can hold (uncompressed) or expand to (deflate)
+    "big_nii_gz": (lambda t: huge_claim_nifti(t / "big.nii.gz", 1000), "expand to at most"),
+    "big_nii": (lambda t: huge_claim_nifti(t / "big.nii", 1000), "the file holds only"),
+    "big_nrrd": (lambda t: huge_claim_nrrd(t / "big.nrrd", 1000), "expand to at most"),
+    "big_mha": (lambda t: huge_claim_mha(t / "big.mha", 1000), "the file holds only"),
+    "big_png": (lambda t: huge_claim_png(t / "big.png", 30000), "expand to at most"),
+    "big_dcm": (lambda t: huge_claim_dicom(t / "big.dcm", t / "src", 20000), "the file holds only"),
     "dicom_spacing_first": (lambda t: dicom_series_with_odd_spacing(t / "first", 0), "PixelSpacing differs"),
     "dicom_spacing_middle": (lambda t: dicom_series_with_odd_spacing(t / "middle", 3), "PixelSpacing differs"),
     "nan_affine": (lambda t: _nifti(t / "nanaff.nii.gz", ct(), sform=_nan_affine(), qform_code=0),

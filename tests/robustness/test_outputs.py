@@ -161,5 +161,11 @@ def test_sweep_keeps_live_and_recent_temporaries(tmp_path):
     os.utime(old, (t, t))
     other = tmp_path / ".z.tmp.nii.gz"  # not ours: never touched
     other.write_bytes(b"")
-    assert sweep_temporaries(tmp_path) == [old]
-    assert mine.exists() and foreign.exists() and other.exists()
+    legacy = tmp_path / ".mask.nii.gz.k2j4x_9a.tmp.nii.gz"  # mkstemp name of older volseg versions
+    legacy.write_bytes(b"")
+    legacy_new = tmp_path / ".m.nii.gz.abcdefgh.tmp.nii.gz"
+    legacy_new.write_bytes(b"")
+    os.utime(legacy, (t, t))
+    os.utime(other, (t, t))
+    assert sorted(sweep_temporaries(tmp_path)) == sorted([old, legacy])
+    assert mine.exists() and foreign.exists() and other.exists() and legacy_new.exists()
