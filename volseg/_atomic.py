@@ -109,9 +109,8 @@ def sweep_temporaries(folder: PathLike) -> List[Path]:
             continue
         try:
             old = now - e.stat(follow_symlinks=False).st_mtime > STALE_AFTER_S
-            dead = m is not None and m.group(1) == host and int(m.group(2)) != os.getpid() and not _pid_alive(
-                int(m.group(2)))
-            if not (old or dead):
+            pid = int(m.group(2)) if m is not None and m.group(1) == host else os.getpid()
+            if not (old or (pid != os.getpid() and not _pid_alive(pid))):
                 continue
             if e.is_dir(follow_symlinks=False):
                 shutil.rmtree(e.path)

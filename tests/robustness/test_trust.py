@@ -127,6 +127,8 @@ SAFE = [
     "$torch.optim.Adam(@net.parameters(), lr=1e-3)",
     "$monai.handlers.from_engine(['pred', 'label'])",
     "$json.loads('[1, 2]')",
+    "$@net.eval()",
+    "$torch.compile(@net)",
 ]
 UNSAFE = {
     "$eval('1')": "'eval'",
@@ -144,6 +146,8 @@ UNSAFE = {
     "$torch.utils.cpp_extension.load_inline('m', '')": "'torch.utils.cpp_extension.load_inline'",
     "$numpy.load('x.npy', allow_pickle=True)": "'numpy.load'",
     "$torch.os.system('id')": "'torch.os.system'",
+    "$torch.from_file('/home/me/.bashrc', shared=True, size=10)": "'torch.from_file'",
+    "$torch.UntypedStorage.from_file('x', True, 10)": "'torch.UntypedStorage.from_file'",
     "$monai.utils.optional_import('subprocess')": "'monai.utils.optional_import'",
     "$monai.bundle.ConfigParser": "'monai.bundle.ConfigParser'",
     "$type('X', (), {})": "'type'",

@@ -55,8 +55,9 @@ DENIED = (
 )
 #: methods of config objects that load, save or run things
 DENIED_METHODS = frozenset({
-    "system", "popen", "spawn", "exec", "eval", "compile", "load", "loads", "load_library", "tofile", "save",
+    "system", "popen", "spawn", "exec", "load", "loads", "load_library", "tofile", "save",
     "dump", "write_text", "write_bytes", "unlink", "rmdir", "rmtree", "remove", "chmod", "chown", "symlink",
+    "from_file",
 })
 SAFE_BUILTINS = frozenset({
     "sorted", "list", "len", "range", "int", "float", "str", "dict", "tuple", "zip", "min", "max", "sum", "abs",
@@ -228,14 +229,15 @@ class _Checker:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 self._module(alias.name, f"'import {alias.name}'")
-                self.globals[alias.asname or alias.name] = importlib.import_module(alias.name)
+                try:
+                    self.globals[alias.asname or alias.name] = importlib.import_module(alias.name)
+                except ImportError:
+                    continue  # fails the run the same way; nothing to check
         elif isinstance(node, ast.ImportFrom):
             mod = node.module or ""
             self._module(mod, f"'from {mod} import ...'")
             for alias in node.names:
-                obj = getattr(importlib.import_module(mod), alias.name, None)
-                if obj is None:
-                    obj = self._resolve(f"{mod}.{alias.name}", f"'from {mod} import {alias.name}'")
+                obj = self._resolve(f"{mod}.{alias.name}", f"'from {mod} import {alias.name}'")
                 self._object(obj, f"{mod}.{alias.name}")
                 self.globals[alias.asname or alias.name] = obj
 
@@ -287,6 +289,8 @@ class _Checker:
             if getattr(obj, "__name__", "") in _PURE_MODULES:
                 return
             raise _Refuse(f"'{written}' (a module used as a value)")
+        if written.rpartition(".")[2] in DENIED_METHODS:
+            raise _Refuse(f"'{written}'")
         mod = getattr(obj, "__module__", None) or ""
         canonical = f"{mod}.{getattr(obj, '__qualname__', getattr(obj, '__name__', ''))}"
         if mod in _PURE_MODULES:
