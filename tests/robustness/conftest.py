@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,9 +19,18 @@ import pytest
 
 from tests.io.conftest import sitk_write_series, small_volume  # noqa: F401 - fixture used here too
 
-VOLSEG = [sys.executable, "-m", "volseg"]
+# `python -m volseg` that writes its own peak RSS (VmHWM, reset at exec; ru_maxrss of a forked child
+# starts at the parent's size) to $VOLSEG_TEST_HWM when it exits
+_MAIN = ("import atexit, os, sys\n"
+         "def hwm():\n"
+         "    with open('/proc/self/status') as f, open(os.environ['VOLSEG_TEST_HWM'], 'w') as out:\n"
+         "        out.write(next(ln.split()[1] for ln in f if ln.startswith('VmHWM:')))\n"
+         "atexit.register(hwm)\n"
+         "from volseg.cli import main\n"
+         "sys.exit(main(sys.argv[1:]))\n")
+VOLSEG = [sys.executable, "-c", _MAIN]
 CAP_MB = 1024  # address-space limit of the reader subprocess (the hostile files claim 16 GB)
-RSS_MB = 400  # peak resident memory a refusal may use
+RSS_MB = 200  # peak resident memory a refusal may use (they take ~50 MB)
 
 
 @dataclass
@@ -50,28 +60,28 @@ def run_volseg(args: Sequence[str], cap_mb: int = CAP_MB, umask: Optional[int] =
 
     e = dict(os.environ, **(env or {}))
     e.setdefault("OMP_NUM_THREADS", "1")
+    hwm = Path(tempfile.mkdtemp(prefix="volseg-hwm-")) / "kb"
+    e["VOLSEG_TEST_HWM"] = str(hwm)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, open(os.devnull, "rb") as devnull:
         p = subprocess.Popen([*prefix, *VOLSEG, *map(str, args)], stdin=devnull, stdout=out, stderr=err, preexec_fn=pre,
                              env=e, restore_signals=fsize is None)
         timer = threading.Timer(timeout, p.kill)
         timer.start()
         try:
-            _, status, usage = os.wait4(p.pid, 0)  # this child's own peak RSS
+            p.wait()
         finally:
             timer.cancel()
-        p.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return Run(p.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
-                   usage.ru_maxrss / 1024)
+        peak = float(hwm.read_text()) / 1024 if hwm.is_file() else float("nan")
+        shutil.rmtree(hwm.parent, ignore_errors=True)
+        return Run(p.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"), peak)
 
 
 def unprivileged() -> list:
     """A command prefix under which file permissions apply: root without CAP_DAC_OVERRIDE (setpriv)."""
     if os.geteuid() != 0:
         return []
-    import shutil
-
     if shutil.which("setpriv") is None:
         pytest.skip("running as root and setpriv (util-linux) is not installed: permissions cannot apply")
     return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps", "-all", "--"]
