@@ -12,7 +12,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 def run_bundle(bundle: PathLike, dataset_dir: PathLike, output_dir: Optional[PathLike] = None,
                overrides: Optional[Mapping[str, Any]] = None, config_files: Optional[Sequence[PathLike]] = None,
-               run_id: str = "training") -> Dict[str, Any]:
+               run_id: str = "training", trusted: bool = False) -> Dict[str, Any]:
     """Train ``bundle`` (a folder with ``configs/train.json``) on ``dataset_dir``.
 
     ``output_dir`` defaults to the bundle folder; ``overrides`` are top-level config keys
@@ -20,7 +20,9 @@ def run_bundle(bundle: PathLike, dataset_dir: PathLike, output_dir: Optional[Pat
     (e.g. add ``multi_gpu_train.json``). Returns ``{"best_metric", "best_epoch", "epochs",
     "model_path", "metrics_csv", "curves", "history", "bundle"}``. A separate ``output_dir``
     becomes a self-contained trained bundle (configs with this run's settings + ``models/``),
-    ready for ``volseg predict -m output_dir``.
+    ready for ``volseg predict -m output_dir``. The configs are checked first
+    (:func:`volseg.bundles.trust.check_bundle_files`): code outside the safe subset raises
+    ``ConfigError`` unless ``trusted=True`` (``volseg train --trust-bundle``).
     """
     from monai.bundle import ConfigWorkflow
 
@@ -29,6 +31,9 @@ def run_bundle(bundle: PathLike, dataset_dir: PathLike, output_dir: Optional[Pat
     if not (cfg_dir / "train.json").is_file() and not config_files:
         raise ConfigError(f"not a training bundle (no configs/train.json): {root}")
     files = [str(p) for p in (config_files or [cfg_dir / "train.json"])]
+    from volseg.bundles.trust import check_bundle_files
+
+    check_bundle_files(files, trusted=trusted)
     meta = cfg_dir / "metadata.json"
     logging_conf = cfg_dir / "logging.conf"
     override: Dict[str, Any] = {"bundle_root": str(root), "dataset_dir": str(dataset_dir)}
