@@ -195,10 +195,15 @@ def test_yaml_bundle_with_scripts_matches_monai_runner(yaml_bundle, zoo_cases, t
     "no_channel")``, a crop to the foreground, and ``KeepLargestConnectedComponentd`` (run by MONAI)."""
     from volseg.inference import predict
 
+    from volseg.errors import ConfigError
+
     src = zoo_cases[case]
     run_monai(yaml_bundle, [src], tmp_path / "runner", config_file="configs/inference.yaml")
     ref = np.rint(np.asarray(runner_mask(tmp_path / "runner", src, postfix="seg").dataobj)).astype(np.uint8)
-    got = predict(src, tmp_path / "v.nii.gz", model=yaml_bundle, backend="eager", progress=False)[0].numpy()
+    with pytest.raises(ConfigError, match="--trust-bundle"):  # its scripts/ are code: the user must say so
+        predict(src, tmp_path / "v.nii.gz", model=yaml_bundle, backend="eager", progress=False)
+    got = predict(src, tmp_path / "v.nii.gz", model=yaml_bundle, backend="eager", progress=False,
+                  trust_bundle=True)[0].numpy()
     assert len(np.unique(ref)) == 3
     assert agreement(got, ref) >= 0.9999, int((got != ref).sum())
 

@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlay", action="store_true", help="write <case>_overlay.png (radiological display)")
     parser.add_argument("--keep-largest", action="store_true", help="keep the largest connected component per label")
     parser.add_argument("--series", default=None, metavar="UID", help="DICOM SeriesInstanceUID (or unique prefix)")
+    parser.add_argument("--nan-to", type=float, default=None, metavar="VALUE",
+                        help="replace NaN/Inf voxels by VALUE (e.g. -1000 for CT); default: refuse such scans")
+    parser.add_argument("--trust-bundle", action="store_true",
+                        help="let the bundle run code outside volseg's safe subset (its own scripts/, arbitrary $ "
+                             "expressions): only for bundles you trust; see docs/security.md")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -54,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         roi_size=args.roi_size, overlap=args.overlap, sw_batch_size=args.sw_batch_size, tta=args.tta,
         amp=not args.no_amp, keep_largest=args.keep_largest, format=args.format,
         save_probabilities=args.save_probabilities, stats=args.stats, overlay=args.overlay, series=args.series,
-        backend=args.backend, progress=not args.quiet,
+        backend=args.backend, progress=not args.quiet, trust_bundle=args.trust_bundle, nan_to=args.nan_to,
     )
     n = len(result) if isinstance(result, dict) else 1
     print(f"wrote {n} case(s) to {args.output}")

@@ -15,7 +15,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from volseg._atomic import atomic_path, check_not_input
+from volseg._atomic import atomic_group, atomic_path, check_not_input, validate_output
 from volseg.errors import ConfigError, InputError, VolsegError
 from volseg.inference.cases import Case, dist_rank, find_cases, shard
 from volseg.inference.predictor import Predictor
@@ -74,15 +74,9 @@ def _write_case(predictor: Predictor, image: Any, mask: Any, probs: Any, paths: 
     if (fmt != "nifti" or stats or overlay) and not _on_source_grid(mask, image):
         raise ConfigError("the bundle's postprocessing leaves the mask on the model grid (no Invertd): only the "
                           "NIfTI mask can be written, not DICOM SEG, stats or overlays", source)
-    try:
+    with atomic_group():  # a case's outputs appear together, or none of them (old ones stay)
         _write_outputs(predictor, image, mask, probs, paths, name, fmt, stats, overlay, prob_format, inputs,
                        written)
-    except BaseException:
-        for key, path in written.items():  # no partial output for a case: remove what was written
-            Path(path).unlink(missing_ok=True)
-            if key == "stats":
-                paths["stats_json"].unlink(missing_ok=True)
-        raise
     return written
 
 
@@ -131,7 +125,7 @@ def run_cases(predictor: Predictor, cases: Sequence[Case], output: Optional[Path
     failed: Dict[str, str] = {}
 
     def load(case: Case) -> Any:
-        return load_volume(case.source, series=series)
+        return load_volume(case.source, series=series, nonfinite=predictor.nonfinite)
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         futures = [pool.submit(load, cases[0])] if cases else []
@@ -165,7 +159,8 @@ def predict(input: Any, output: Any = None, model: Any = None, *, config: Any = 
             sw_batch_size: Optional[int] = None, tta: bool = False, amp: bool = True, keep_largest: bool = False,
             format: str = "nifti", save_probabilities: Any = False, stats: bool = False, overlay: bool = False,
             series: Optional[str] = None, backend: str = "auto", progress: bool = True,
-            predictor: Optional[Predictor] = None, overrides: Optional[Mapping[str, Any]] = None) -> Any:
+            predictor: Optional[Predictor] = None, overrides: Optional[Mapping[str, Any]] = None,
+            trust_bundle: bool = False, nan_to: Optional[float] = None) -> Any:
     """Segment ``input`` (DICOM folder, NIfTI/NRRD/MHA file, folder of volumes, ``dataset.json``,
     MetaTensor) with the bundle ``model`` (see :class:`Predictor` for ``config``, ``overrides`` and
     the inference options).
@@ -177,6 +172,9 @@ def predict(input: Any, output: Any = None, model: Any = None, *, config: Any = 
     in an ``InputError`` raised after the good ones are written. Extra files beside the mask:
     ``<case>.seg.dcm`` (``format`` ``dicom-seg``/``both``), ``<case>_prob.nii.gz``
     (``save_probabilities`` ``"uint8"`` or ``"float32"``), ``<case>_stats.csv/.json``, ``<case>_overlay.png``.
+    A case's files appear together (written aside, renamed at the end). The output is checked
+    before the model loads. ``trust_bundle`` lets the bundle run code outside volseg's safe subset
+    (``docs/security.md``); ``nan_to`` replaces NaN/Inf voxels (default: refuse such scans).
     """
     if model is None and predictor is None:
         raise ConfigError("predict needs model= (a trained bundle folder)")
@@ -195,11 +193,18 @@ def predict(input: Any, output: Any = None, model: Any = None, *, config: Any = 
         format = "dicom-seg"  # an output named *.dcm asks for the DICOM SEG
     if file_like and not single_file:
         raise ConfigError(f"{len(cases)} inputs need an output folder, not a file name", out)
+    if out is not None:  # before the model loads: a bad output costs no inference
+        inputs = [c.source for c in cases if isinstance(c.source, (str, os.PathLike))]
+        validate_output(out, inputs, "mask-or-folder" if len(cases) == 1 else "folder")
+        if not single_file:
+            for case in cases:
+                validate_output(out / f"{case.name}.nii.gz", inputs, "mask")
     if predictor is None:
         predictor = Predictor(model, config=config, device=device, sw_device=sw_device, roi_size=roi_size,
                               overlap=overlap, sw_batch_size=sw_batch_size, tta=tta, amp=amp,
                               keep_largest=keep_largest, backend=backend, progress=progress and len(cases) == 1,
-                              overrides=overrides)
+                              overrides=overrides, trust_bundle=trust_bundle,
+                              nonfinite="error" if nan_to is None else float(nan_to))
     rank, world = dist_rank()
     many = len(cases) > 1 or world > 1
     mine = shard(cases, rank, world) if world > 1 else cases

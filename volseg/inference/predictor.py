@@ -25,6 +25,9 @@ from volseg.transforms.load import adapt_loaders
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "eager", "compiled")
+# the config items a prediction resolves (and everything they reference): what the trust check reads
+USED_IDS = ("network_def", "preprocessing", "inferer", "postprocessing", "checkpointloader#load_path", "model_path",
+            "labels", "image_key", "evaluator#amp")
 
 
 def load_weights(network: torch.nn.Module, path: Path) -> None:
@@ -89,11 +92,16 @@ class Predictor:
                  roi_size: Optional[Sequence[int]] = None, overlap: Optional[float] = None,
                  sw_batch_size: Optional[int] = None, tta: bool = False, amp: bool = True,
                  keep_largest: bool = False, backend: str = "auto", progress: bool = False,
-                 overrides: Optional[Mapping[str, Any]] = None, config: Any = None):
+                 overrides: Optional[Mapping[str, Any]] = None, config: Any = None, trust_bundle: bool = False,
+                 nonfinite: Any = "error"):
+        from volseg.bundles.trust import check_bundle_files
+
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         source = locate_bundle(model, config)
         where = source.config_files[0]
+        check_bundle_files(source.config_files, ids=USED_IDS, trusted=trust_bundle)
+        self.nonfinite = nonfinite
         self.device = resolve_device(device)
         self.sw_device = self.device if sw_device is None else resolve_device(sw_device)
         over: Dict[str, Any] = {}
@@ -185,7 +193,7 @@ class Predictor:
         """``(source image, engine Output)`` for ``image`` (path or MetaTensor)."""
         from volseg.io import load_volume
 
-        source = load_volume(image)
+        source = _finite(load_volume(image, nonfinite=self.nonfinite), self.nonfinite)
         x = self.preprocess(source)
         where = source.meta.get("filename_or_obj")
         slabs = model_slabs(x, self.forward, self._slab_spec(x), self.inferer, sw_device=self.sw_device,
@@ -213,6 +221,20 @@ class Predictor:
     def __call__(self, image: Any) -> Any:
         """The mask ``(1, X, Y, Z)`` MetaTensor on ``image``'s grid."""
         return self.segment(image)[0]
+
+
+def _finite(image: Any, policy: Any) -> Any:
+    """An in-memory image under the non-finite voxel policy (files are checked by their reader)."""
+    from volseg.io._checks import apply_nonfinite
+
+    raw = image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)
+    if policy == "keep" or bool(torch.isfinite(raw).all()):
+        return image
+    arr = raw.detach().cpu().numpy().copy()
+    apply_nonfinite(arr, image.meta.get("filename_or_obj") or "in-memory image", policy)
+    out = image.clone()
+    out.as_tensor().copy_(torch.from_numpy(arr))
+    return out
 
 
 def _int_item(parser: Any, item: str, where: Path) -> Optional[int]:
