@@ -104,12 +104,14 @@ def _voxel_step(t: Any, key: str) -> Optional[List[VoxelStep]]:
     return None
 
 
-def read_chain(postprocessing: Any, key: str = "pred", image_key: str = "image") -> Chain:
+def read_chain(postprocessing: Any, key: str = "pred", image_key: str = "image", preprocessing: Any = None) -> Chain:
     """Read a bundle's ``postprocessing`` (a MONAI ``Compose`` or ``None``) into a :class:`Chain`.
-    No postprocessing at all means volseg's default: softmax, bilinear inversion, argmax."""
+    No postprocessing at all means volseg's default: softmax, bilinear inversion of the bundle's
+    ``preprocessing``, argmax."""
     chain = Chain(key=key, image_key=image_key)
     if postprocessing is None:
-        chain.before, chain.invert, chain.after = [VoxelStep("softmax")], {"nearest": False}, [VoxelStep("argmax")]
+        chain.before, chain.after = [VoxelStep("softmax")], [VoxelStep("argmax")]
+        chain.invert = {"nearest": False, "transform": preprocessing}
         return chain
     transforms = list(getattr(postprocessing, "transforms", [postprocessing]))
     for pos, t in enumerate(transforms):

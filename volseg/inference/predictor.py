@@ -117,7 +117,7 @@ class Predictor:
         self.inferer = build(parser, "inferer", where)
         post = build(parser, "postprocessing", where) if "postprocessing" in parser else None
         self.image_key = _image_key(parser, self.preprocessing)
-        self.chain = read_chain(post, key="pred", image_key=self.image_key)
+        self.chain = read_chain(post, key="pred", image_key=self.image_key, preprocessing=self.preprocessing)
         labels = parser.get("labels") if isinstance(parser.get("labels"), Mapping) else None
         self.labels: Dict[int, str] = ({int(k): str(v) for k, v in labels.items()} if labels
                                        else channel_labels(source.metadata))
