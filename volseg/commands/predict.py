@@ -39,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write <case>_prob.nii.gz (uint8 x 1/255, or float32)")
     parser.add_argument("--stats", action="store_true", help="write <case>_stats.csv/.json: voxels, mL, mean intensity")
     parser.add_argument("--overlay", action="store_true", help="write <case>_overlay.png (radiological display)")
+    parser.add_argument("--uncertainty", action="store_true",
+                        help="also write <case>_uncertainty.nii.gz: predictive entropy (0 certain .. 1 uniform) over "
+                             "the mirrored TTA passes (and MC dropout where the network has dropout); adds "
+                             "mean_uncertainty per label to --stats and a heat-map row to --overlay (implies --tta)")
     parser.add_argument("--keep-largest", action="store_true", help="keep the largest connected component per label")
     parser.add_argument("--series", default=None, metavar="UID", help="DICOM SeriesInstanceUID (or unique prefix)")
     parser.add_argument("--nan-to", type=float, default=None, metavar="VALUE",
@@ -60,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         amp=not args.no_amp, keep_largest=args.keep_largest, format=args.format,
         save_probabilities=args.save_probabilities, stats=args.stats, overlay=args.overlay, series=args.series,
         backend=args.backend, progress=not args.quiet, trust_bundle=args.trust_bundle, nan_to=args.nan_to,
+        uncertainty=args.uncertainty,
     )
     n = len(result) if isinstance(result, dict) else 1
     print(f"wrote {n} case(s) to {args.output}")

@@ -35,16 +35,19 @@ def _outputs(name: str, output: Path, single_file: bool) -> Dict[str, Path]:
     mask = output if single_file and lower.endswith((".nii.gz", ".nii")) else folder / f"{base}.nii.gz"
     seg = output if single_file and lower.endswith(".dcm") else folder / f"{base}.seg.dcm"
     return {"mask": mask, "seg": seg, "prob": folder / f"{base}_prob.nii.gz",
+            "uncertainty": folder / f"{base}_uncertainty.nii.gz",
             "stats_csv": folder / f"{base}_stats.csv", "stats_json": folder / f"{base}_stats.json",
             "overlay": folder / f"{base}_overlay.png"}
 
 
 def save_probabilities(probs: Any, affine: Any, path: Path, fmt: str = "uint8") -> Path:
-    """Probabilities ``(L, X, Y, Z)`` -> 4D NIfTI ``(X, Y, Z, L)``: uint8 (p x 255, scl_slope 1/255)
-    or float32 (NIfTI-1 has no float16)."""
+    """Probabilities ``(L, X, Y, Z)`` -> 4D NIfTI ``(X, Y, Z, L)`` (one channel: 3D): uint8 (p x 255,
+    scl_slope 1/255) or float32 (NIfTI-1 has no float16). Also writes 0..1 uncertainty maps."""
     import nibabel as nib
 
     arr = np.moveaxis(torch.as_tensor(probs).float().numpy(), 0, -1)
+    if arr.shape[-1] == 1:
+        arr = arr[..., 0]
     aff = np.asarray(torch.as_tensor(affine).double().numpy())
     if fmt == "uint8":
         img = nib.Nifti1Image(np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8), aff)
@@ -65,27 +68,28 @@ def _on_source_grid(mask: Any, image: Any) -> bool:
         np.allclose(np.asarray(mask.affine, dtype=np.float64), np.asarray(image.affine, dtype=np.float64), atol=1e-4)
 
 
-def _write_case(predictor: Predictor, image: Any, mask: Any, probs: Any, paths: Dict[str, Path], name: str,
+def _write_case(predictor: Predictor, image: Any, result: Mapping[str, Any], paths: Dict[str, Path], name: str,
                 source: Any, fmt: str, stats: bool, overlay: bool, prob_format: str) -> Dict[str, str]:
     inputs = [source] if isinstance(source, (str, os.PathLike)) else []
+    mask = result["mask"]
     written: Dict[str, str] = {}
-    for key in ("seg", "prob", "stats_csv", "stats_json", "overlay"):
+    for key in ("seg", "prob", "uncertainty", "stats_csv", "stats_json", "overlay"):
         check_not_input(paths[key], inputs)
     if (fmt != "nifti" or stats or overlay) and not _on_source_grid(mask, image):
         raise ConfigError("the bundle's postprocessing leaves the mask on the model grid (no Invertd): only the "
                           "NIfTI mask can be written, not DICOM SEG, stats or overlays", source)
     with atomic_group():  # a case's outputs appear together, or none of them (old ones stay)
-        _write_outputs(predictor, image, mask, probs, paths, name, fmt, stats, overlay, prob_format, inputs,
-                       written)
+        _write_outputs(predictor, image, result, paths, name, fmt, stats, overlay, prob_format, inputs, written)
     return written
 
 
-def _write_outputs(predictor: Predictor, image: Any, mask: Any, probs: Any, paths: Dict[str, Path], name: str,
+def _write_outputs(predictor: Predictor, image: Any, result: Mapping[str, Any], paths: Dict[str, Path], name: str,
                    fmt: str, stats: bool, overlay: bool, prob_format: str, inputs: list,
                    written: Dict[str, str]) -> None:
     from volseg.inference.report import label_stats, save_overlay, write_stats
     from volseg.io import save_mask, write_dicom_seg
 
+    mask, probs, unc = result["mask"], result.get("probabilities"), result.get("uncertainty")
     modality = str(image.meta.get("modality", "") or "")
     if fmt in ("nifti", "both"):
         reference = image if _on_source_grid(mask, image) else mask
@@ -95,13 +99,15 @@ def _write_outputs(predictor: Predictor, image: Any, mask: Any, probs: Any, path
         written["seg"] = str(write_dicom_seg(mask, image, paths["seg"], labels=predictor.labels or None))
     if probs is not None:
         written["prob"] = str(save_probabilities(probs, mask.affine, paths["prob"], prob_format))
+    if unc is not None:
+        written["uncertainty"] = str(save_probabilities(unc, mask.affine, paths["uncertainty"], "float32"))
     if stats:
-        rows = label_stats(mask, image, image.affine, predictor.labels or None, modality)
+        rows = label_stats(mask, image, image.affine, predictor.labels or None, modality, uncertainty=unc)
         written["stats"] = str(paths["stats_csv"])
         write_stats(rows, paths["stats_csv"], paths["stats_json"], case=name)
     if overlay:
         written["overlay"] = str(save_overlay(image, mask, image.affine, paths["overlay"],
-                                              predictor.labels or None, modality, title=name))
+                                              predictor.labels or None, modality, title=name, uncertainty=unc))
 
 
 def _check_format(fmt: str, image: Any, where: Any) -> None:
@@ -137,13 +143,13 @@ def run_cases(predictor: Predictor, cases: Sequence[Case], output: Optional[Path
             try:
                 image = fut.result()
                 _check_format(fmt, image, case.source if not hasattr(case.source, "meta") else None)
-                mask, probs = predictor.segment(image, probabilities=bool(prob_format))
+                outs = predictor.outputs(image, probabilities=bool(prob_format))
                 result: Dict[str, Any] = {}
                 if output is not None:
-                    result = _write_case(predictor, image, mask, probs, _outputs(case.name, output, single_file),
+                    result = _write_case(predictor, image, outs, _outputs(case.name, output, single_file),
                                          case.name, case.source, fmt, stats, overlay, prob_format)
                 if keep_masks:
-                    result["mask_tensor"] = mask
+                    result["mask_tensor"] = outs["mask"]
                 done[case.name] = result
             except Exception as exc:  # noqa: BLE001 - in a batch one bad case must not stop the others
                 if len(cases) == 1:
@@ -160,7 +166,7 @@ def predict(input: Any, output: Any = None, model: Any = None, *, config: Any = 
             format: str = "nifti", save_probabilities: Any = False, stats: bool = False, overlay: bool = False,
             series: Optional[str] = None, backend: str = "auto", progress: bool = True,
             predictor: Optional[Predictor] = None, overrides: Optional[Mapping[str, Any]] = None,
-            trust_bundle: bool = False, nan_to: Optional[float] = None) -> Any:
+            trust_bundle: bool = False, nan_to: Optional[float] = None, uncertainty: bool = False) -> Any:
     """Segment ``input`` (DICOM folder, NIfTI/NRRD/MHA file, folder of volumes, ``dataset.json``,
     MetaTensor) with the bundle ``model`` (see :class:`Predictor` for ``config``, ``overrides`` and
     the inference options).
@@ -175,6 +181,9 @@ def predict(input: Any, output: Any = None, model: Any = None, *, config: Any = 
     A case's files appear together (written aside, renamed at the end). The output is checked
     before the model loads. ``trust_bundle`` lets the bundle run code outside volseg's safe subset
     (``docs/security.md``); ``nan_to`` replaces NaN/Inf voxels (default: refuse such scans).
+    ``uncertainty`` also writes ``<case>_uncertainty.nii.gz`` (normalised predictive entropy over the
+    mirrored TTA passes, and MC dropout where the network has dropout; on the mask's grid), adds
+    ``mean_uncertainty`` per label to the stats and a heat-map row to the overlay.
     """
     if model is None and predictor is None:
         raise ConfigError("predict needs model= (a trained bundle folder)")
@@ -203,7 +212,7 @@ def predict(input: Any, output: Any = None, model: Any = None, *, config: Any = 
         predictor = Predictor(model, config=config, device=device, sw_device=sw_device, roi_size=roi_size,
                               overlap=overlap, sw_batch_size=sw_batch_size, tta=tta, amp=amp,
                               keep_largest=keep_largest, backend=backend, progress=progress and len(cases) == 1,
-                              overrides=overrides, trust_bundle=trust_bundle,
+                              overrides=overrides, trust_bundle=trust_bundle, uncertainty=uncertainty,
                               nonfinite="error" if nan_to is None else float(nan_to))
     rank, world = dist_rank()
     many = len(cases) > 1 or world > 1

@@ -17,7 +17,7 @@ import torch
 
 from volseg.bundles.config import build, channel_labels, locate_bundle, read_parser, unwrap_error
 from volseg.errors import ConfigError, InputError, VolsegError
-from volseg.inference.core import mirror_tta, resolve_device
+from volseg.inference.core import enable_mc_dropout, mirror_tta, resolve_device
 from volseg.inference.engine import Output, model_slabs, read_chain, run_chain
 from volseg.inference.sliding import WindowSpec
 from volseg.transforms.load import adapt_loaders
@@ -82,7 +82,8 @@ class Predictor:
     ``device`` holds the outputs, ``sw_device`` (default ``device``) runs the windows and the
     few-slab blending buffer. ``roi_size``/``overlap``/``sw_batch_size`` replace the bundle's
     sliding-window settings. ``tta`` averages all mirrorings; ``amp`` allows float16 autocast on CUDA
-    where the bundle's evaluator asks for it; ``keep_largest`` adds MONAI's
+    where the bundle's evaluator asks for it; ``uncertainty`` adds a predictive-entropy map over the
+    mirrored TTA passes (MC dropout too where the network has dropout; implies ``tta``); ``keep_largest`` adds MONAI's
     ``KeepLargestConnectedComponentd`` over the labels. ``backend``: ``eager`` is plain PyTorch;
     ``compiled`` opts into ``torch.compile``; ``auto`` never compiles per process.
     ``predictor(image)`` returns the mask ``(1, X, Y, Z)`` MetaTensor on the source grid.
@@ -93,7 +94,7 @@ class Predictor:
                  sw_batch_size: Optional[int] = None, tta: bool = False, amp: bool = True,
                  keep_largest: bool = False, backend: str = "auto", progress: bool = False,
                  overrides: Optional[Mapping[str, Any]] = None, config: Any = None, trust_bundle: bool = False,
-                 nonfinite: Any = "error"):
+                 nonfinite: Any = "error", uncertainty: bool = False):
         from volseg.bundles.trust import check_bundle_files
 
         if backend not in BACKENDS:
@@ -136,7 +137,8 @@ class Predictor:
             log.debug("volseg runs the bundle's own %s in one piece (not streamed)", type(self.inferer).__name__)
         evaluator_amp = parser.get("evaluator#amp") if "evaluator" in parser else None
         self.amp = bool(amp) and self.sw_device.type == "cuda" and evaluator_amp is not False
-        self.tta, self.progress, self.backend = bool(tta), progress, backend
+        self.tta, self.progress, self.backend = bool(tta) or bool(uncertainty), progress, backend
+        self.uncertainty = bool(uncertainty)
         self.bundle = source.root
         self.weights = source.weights or _weights_path(parser, source.root, where)
         load_weights(self.network, self.weights)
@@ -151,8 +153,11 @@ class Predictor:
             from volseg.inference.fast import optimize_for_inference
 
             fn = optimize_for_inference(self.network, None, self.sw_device)
+        self.mc_dropout = bool(self.uncertainty and enable_mc_dropout(self.network))
+        if self.mc_dropout:
+            fn = self.network  # dropout must stay live: the eager network, whatever the backend
         if self.tta:
-            fn = mirror_tta(fn, self.spatial_dims or 3)
+            fn = mirror_tta(fn, self.spatial_dims or 3, probabilities=self.uncertainty)
         if not self.amp:
             return fn
 
@@ -199,24 +204,36 @@ class Predictor:
         slabs = model_slabs(x, self.forward, self._slab_spec(x), self.inferer, sw_device=self.sw_device,
                             progress=self.progress)
         try:
-            out = run_chain(x, source, self.chain, slabs, device=self.device, probabilities=probabilities)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)  # MC dropout: the same scan gives the same mask and map
+                out = run_chain(x, source, self.chain, slabs, device=self.device, probabilities=probabilities,
+                                uncertainty=self.uncertainty)
         except RuntimeError as exc:
             inner = unwrap_error(exc)
             raise (inner or InputError(f"the network failed on this image {tuple(x.shape)}: "
                                        f"{str(exc).splitlines()[0]}", where)) from None
         return source, out
 
-    def segment(self, image: Any, probabilities: bool = False) -> Tuple[Any, Optional[Any]]:
-        """``(mask, probabilities or None)``: the bundle's result ``(C, X, Y, Z)`` as a MetaTensor on the
-        source grid (uint8 labels when it is a label map) and the class probabilities ``(L, X, Y, Z)``."""
+    def outputs(self, image: Any, probabilities: bool = False) -> Dict[str, Any]:
+        """``{"mask", "probabilities", "uncertainty"}`` for ``image``: the bundle's result ``(C, X, Y, Z)``
+        as a MetaTensor on the source grid (uint8 labels when it is a label map), the class
+        probabilities ``(L, X, Y, Z)`` (or ``None``) and, with ``uncertainty``, the normalised
+        predictive entropy ``(1, X, Y, Z)`` float32 0..1 over the TTA (and MC dropout) passes."""
         from monai.data import MetaTensor
 
         source, out = self.run(image, probabilities)
-        value = _as_labels(out.value)
         meta = {k: v for k, v in source.meta.items() if k != "affine"}
-        mask = MetaTensor(value.cpu(), affine=torch.as_tensor(out.affine).clone(), meta=meta)
-        probs = None if out.probabilities is None else out.probabilities.cpu()
-        return mask, probs
+        affine = torch.as_tensor(out.affine)
+        mask = MetaTensor(_as_labels(out.value).cpu(), affine=affine.clone(), meta=meta)
+        unc = None if out.uncertainty is None else \
+            MetaTensor(out.uncertainty.float().cpu(), affine=affine.clone(), meta=dict(meta))
+        return {"mask": mask, "probabilities": None if out.probabilities is None else out.probabilities.cpu(),
+                "uncertainty": unc}
+
+    def segment(self, image: Any, probabilities: bool = False) -> Tuple[Any, Optional[Any]]:
+        """``(mask, probabilities or None)``, as :meth:`outputs` gives them."""
+        res = self.outputs(image, probabilities)
+        return res["mask"], res["probabilities"]
 
     def __call__(self, image: Any) -> Any:
         """The mask ``(1, X, Y, Z)`` MetaTensor on ``image``'s grid."""
