@@ -24,7 +24,7 @@ _LAZY = {
     "save_overlay": "volseg.inference.report",
     "evaluate": "volseg.inference.evaluation",
     "evaluate_case": "volseg.inference.evaluation",
-    "optimize_for_inference": "volseg.inference.fast",
+    "make_forward": "volseg.inference.backends",
 }
 
 __all__ = list(_LAZY)
