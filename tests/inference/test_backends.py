@@ -249,3 +249,28 @@ def test_aoti_package_built_once_is_used_by_a_new_process(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     backend, diff, agree = proc.stdout.split()[-3:]
     assert backend == "aoti" and float(diff) < 1e-4 and float(agree) >= 0.9999
+
+
+@pytest.mark.parametrize("backend", ["openvino", pytest.param("aoti", marks=pytest.mark.slow)])
+def test_volseg_optimize_writes_the_artifact_predict_finds(backend: str, tmp_path, capsys) -> None:
+    if backend == "openvino":
+        pytest.importorskip("openvino", reason="optional backend: pip install openvino")
+    from tests.inference.conftest import make_bundle
+    from volseg.cli import main
+    from volseg.inference.backends import bundle_cache_dir, window_shape
+    from volseg.inference.predictor import Predictor
+
+    bundle = make_bundle(tmp_path / "bundle", roi=(16, 16, 16))
+    assert main(["optimize", str(bundle), "--backend", backend]) == 0
+    assert "wrote" in capsys.readouterr().out
+    files = list(bundle_cache_dir(bundle).iterdir())
+    assert len(files) == 1 and files[0].name.startswith(f"{backend}-fp32-")
+    pred = Predictor(bundle, device="cpu", backend="eager")
+    window = window_shape(pred.network, pred.sw_batch_size, pred.roi_size, pred.in_channels)
+    assert window == [2, 1, 16, 16, 16]
+    forward = make_forward(pred.network, window, "cpu", cache_dir=bundle_cache_dir(bundle))
+    assert forward.backend == backend and forward.artifact == files[0]
+    x = torch.linspace(-1000, 1000, 2 * 16 ** 3).reshape(2, 1, 16, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(forward(x), pred.network(x), rtol=1e-4, atol=1e-4)
+    assert make_forward(pred.network, window, "cpu").backend == "eager"  # not in the user cache

@@ -134,6 +134,22 @@ def _artifact_name(key: str) -> str:
     return f"{key}.pt2" if key.startswith("aoti") else key  # openvino: a folder (model.xml + model.bin)
 
 
+def bundle_cache_dir(bundle: PathLike) -> Path:
+    """Where ``volseg optimize`` writes a bundle's artifacts: ``BUNDLE/models/optimized``."""
+    return Path(bundle) / "models" / "optimized"
+
+
+def window_shape(network: nn.Module, sw_batch_size: int, roi_size: Sequence[int],
+                 in_channels: Optional[int] = None) -> List[int]:
+    """``[N, C, *roi]`` for :func:`make_forward`; ``C`` defaults to the first convolution's input channels."""
+    if in_channels is None:
+        conv = next((m for m in network.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+        if conv is None:
+            raise ConfigError("cannot tell the network's input channels; give in_channels")
+        in_channels = conv.in_channels
+    return [int(sw_batch_size), int(in_channels)] + [int(r) for r in roi_size]
+
+
 def find_artifact(key: str, cache_dir: Optional[PathLike] = None) -> Optional[Path]:
     """The artifact called ``key`` in ``cache_dir`` or else the user cache, or ``None``."""
     dirs = ([Path(cache_dir)] if cache_dir is not None else []) + [default_cache_dir()]
@@ -363,4 +379,5 @@ def make_forward(network: nn.Module, window_shape: Sequence[int], device: Any = 
 
 
 __all__ = ["make_forward", "Forward", "BACKENDS", "PRECISIONS", "build_artifact", "find_artifact", "artifact_key",
+           "bundle_cache_dir", "window_shape",
            "resolve_precision", "cpu_supports_bf16", "default_cache_dir"]
