@@ -274,3 +274,24 @@ def test_volseg_optimize_writes_the_artifact_predict_finds(backend: str, tmp_pat
     with torch.no_grad():
         torch.testing.assert_close(forward(x), pred.network(x), rtol=1e-4, atol=1e-4)
     assert make_forward(pred.network, window, "cpu").backend == "eager"  # not in the user cache
+
+
+def test_autocast_inferer_trains_in_bf16_only_when_asked(monkeypatch) -> None:
+    from monai.inferers import SimpleInferer
+
+    from volseg.inference.backends import AutocastInferer
+
+    monkeypatch.setattr(backends, "cpu_supports_bf16", lambda: True)
+    net = _net().train()
+    x = torch.randn(2, 1, 16, 16, 16)
+    torch.manual_seed(1)
+    ref = SimpleInferer()(x, net)
+    for off in (AutocastInferer(SimpleInferer(), "cpu", enabled=False), AutocastInferer(SimpleInferer(), "cuda")):
+        torch.manual_seed(1)
+        assert off.precision == "fp32" and torch.equal(off(x, net), ref)
+    bf16 = AutocastInferer(SimpleInferer(), torch.device("cpu"), enabled=True)
+    out = bf16(x, net)
+    assert bf16.precision == "bf16" and out.dtype == torch.float32 and not torch.equal(out, ref)
+    out.square().mean().backward()
+    grads = [p.grad for p in net.parameters()]
+    assert all(g is not None and g.dtype == torch.float32 for g in grads)

@@ -96,6 +96,27 @@ def resolve_precision(precision: str, device: Any) -> str:
     return "fp32"
 
 
+class AutocastInferer:
+    """A MONAI inferer run under CPU autocast (bf16 by default): training / validation at reduced
+    precision on CPUs with AVX512-BF16 or AMX; float32 outputs. A no-op (``inferer`` itself) when
+    ``enabled`` is false, on CUDA (MONAI's engines do CUDA AMP with their ``amp`` flag) and where
+    the CPU lacks the precision (fp32, with a note). Bundles: ``train.json`` ``cpu_amp``.
+    """
+
+    def __init__(self, inferer: Callable[..., Any], device: Any = "cpu", enabled: bool = True, precision: str = "bf16"):
+        self.inferer = inferer
+        device = torch.device(device)
+        use = bool(enabled) and device.type == "cpu"
+        self.precision = resolve_precision(precision, device) if use else "fp32"
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self.precision == "fp32":
+            return self.inferer(inputs, network, *args, **kwargs)
+        with torch.autocast("cpu", dtype=_DTYPES[self.precision]):
+            out = self.inferer(inputs, network, *args, **kwargs)
+        return out.float() if isinstance(out, torch.Tensor) else out
+
+
 # -- artifacts ----------------------------------------------------------------------------------
 def default_cache_dir() -> Path:
     """Where built artifacts live: ``platformdirs.user_cache_dir("volseg") / "backends"``."""
@@ -379,5 +400,5 @@ def make_forward(network: nn.Module, window_shape: Sequence[int], device: Any = 
 
 
 __all__ = ["make_forward", "Forward", "BACKENDS", "PRECISIONS", "build_artifact", "find_artifact", "artifact_key",
-           "bundle_cache_dir", "window_shape",
+           "bundle_cache_dir", "window_shape", "AutocastInferer",
            "resolve_precision", "cpu_supports_bf16", "default_cache_dir"]
