@@ -361,20 +361,25 @@ def make_forward(network: nn.Module, window_shape: Sequence[int], device: Any = 
     def eager() -> Forward:
         return _eager(network, device, precision, batch)
 
+    def channels_last() -> Forward:
+        return _channels_last_forward(network, device, precision, batch, spatial_dims)
+
     if backend == "eager":
         return eager()
-    if backend == "channels_last" or (backend == "auto" and precision != "fp32"):
-        return _channels_last_forward(network, device, precision, batch, spatial_dims)
+    if backend == "channels_last":
+        return channels_last()
+    # without an artifact: eager at fp32 (bit-identical), channels-last where precision is reduced anyway
+    default = eager if precision == "fp32" else channels_last
     if device.type != "cpu":
         if backend != "auto":
-            log.warning("backend %s runs on CPU only; running eagerly on %s", backend, device.type)
-        return eager()
+            log.warning("backend %s runs on CPU only; running on %s without it", backend, device.type)
+        return default()
     candidates: List[str] = [backend] if backend != "auto" else list(ARTIFACT_BACKENDS)
     for name in candidates:
         if name == "openvino" and _openvino_version() is None:
             if backend == "openvino":
                 log.warning("backend openvino: the openvino package is not installed (pip install openvino); "
-                            "running eagerly")
+                            "running without it")
             continue
         key = artifact_key(network, window, name, precision)
         path = find_artifact(key, cache_dir)
@@ -383,20 +388,20 @@ def make_forward(network: nn.Module, window_shape: Sequence[int], device: Any = 
             try:
                 path = build_artifact(network, window, name, precision)
             except Exception as exc:  # noqa: BLE001 - an unsupported network or compiler falls back
-                log.warning("backend %s: build failed (%s); running eagerly", name, str(exc).splitlines()[0])
+                log.warning("backend %s: build failed (%s); running without it", name, str(exc).splitlines()[0])
                 log.debug("build failure", exc_info=True)
-                return eager()
+                return default()
         if path is None:
             continue
         try:
             return _load_artifact(path, name, precision, device, batch, eager)
         except Exception as exc:  # noqa: BLE001 - a stale or broken artifact falls back
-            log.warning("backend %s: cannot load %s (%s); running eagerly", name, path,
+            log.warning("backend %s: cannot load %s (%s); running without it", name, path,
                         str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
-            return eager()
+            return default()
     if backend == "auto":
-        log.debug("no cached artifact for this network and window; running eagerly (volseg optimize builds one)")
-    return eager()
+        log.debug("no cached artifact for this network and window (volseg optimize builds one)")
+    return default()
 
 
 __all__ = ["make_forward", "Forward", "BACKENDS", "PRECISIONS", "build_artifact", "find_artifact", "artifact_key",
