@@ -9,7 +9,8 @@
    the fp32 limit, agreement with eager.
 3. First use: building each artifact in a fresh process with an empty Inductor cache. Warm use:
    a NEW process that loads the cached artifact and runs (import, load, first call, steady call).
-4. The allocator: glibc default vs ``mallopt`` (in process) vs tcmalloc (``LD_PRELOAD``).
+4. The allocator: glibc default vs ``mallopt`` (``backends.tune_malloc``, which ``make_forward``
+   applies on CPU) vs tcmalloc (``LD_PRELOAD``), each in its own process running the eager network.
 5. bf16 accuracy on trained weights: the UNet trained for a few CPU minutes on 48^3 crops of
    phantoms (target: lungs, a smooth shape; weights cached under the user cache, not in git),
    |Dice(bf16) - Dice(fp32)| and voxel agreement on a held-out phantom.
@@ -21,7 +22,6 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import statistics
@@ -93,7 +93,7 @@ def conv_limits(repeats: int) -> Dict[str, float]:
 
 # -- 2. the network per backend ------------------------------------------------------------------
 def network_backends(repeats: int, cache: Path, limit: float) -> Dict[str, Dict[str, float]]:
-    from volseg.inference.backends import cpu_supports_bf16, make_forward
+    from volseg.inference.backends import artifact_key, cpu_supports_bf16, find_artifact, make_forward
     from volseg.networks import model_summary
 
     net = spleen_unet()
@@ -105,13 +105,12 @@ def network_backends(repeats: int, cache: Path, limit: float) -> Dict[str, Dict[
     kinds = [("channels_last", "fp32"), ("aoti", "fp32"), ("openvino", "fp32")]
     if cpu_supports_bf16():
         kinds += [("eager", "bf16"), ("channels_last", "bf16"), ("aoti", "bf16"), ("openvino", "bf16")]
-    built = {}
     for backend, prec in kinds:
-        f = make_forward(net, WINDOW, "cpu", backend="auto" if backend in ("aoti", "openvino") else backend,
-                         precision=prec, cache_dir=cache)
-        if backend in ("aoti", "openvino") and f.backend != backend:
-            continue  # no artifact (skipped section or openvino not installed)
-        built[f"{backend} {prec}"] = f
+        if backend in ("aoti", "openvino") and find_artifact(artifact_key(net, WINDOW, backend, prec), cache) is None:
+            continue  # not built (section skipped, or openvino not installed): never compile here
+        f = make_forward(net, WINDOW, "cpu", backend=backend, precision=prec, cache_dir=cache)
+        if f.backend != backend:
+            continue
         forwards[f"{backend} {prec}"] = (lambda f=f: f(x))
     med = interleaved(forwards, repeats)
     out = {}
@@ -185,20 +184,13 @@ def artifacts(repeats: int, cache: Path) -> dict:
 
 
 # -- 4. allocator -------------------------------------------------------------------------------------
-def tune_glibc_malloc() -> bool:
-    """Keep big freed blocks in the heap (no mmap/munmap per activation): glibc ``mallopt``."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    return bool(libc.mallopt(-3, 1 << 30)) and bool(libc.mallopt(-1, 1 << 31))  # M_MMAP_/M_TRIM_THRESHOLD
-
-
 def child_malloc(mode: str) -> dict:
     import resource
 
     if mode == "mallopt":
-        tune_glibc_malloc()
+        from volseg.inference.backends import tune_malloc
+
+        tune_malloc()
     net = spleen_unet()
     x = torch.randn(*WINDOW)
     with torch.no_grad():

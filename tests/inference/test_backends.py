@@ -295,3 +295,13 @@ def test_autocast_inferer_trains_in_bf16_only_when_asked(monkeypatch) -> None:
     out.square().mean().backward()
     grads = [p.grad for p in net.parameters()]
     assert all(g is not None and g.dtype == torch.float32 for g in grads)
+
+
+def test_cpu_forwards_tune_glibc_malloc_once(monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(backends, "tune_malloc", lambda: calls.append(1) or True)
+    make_forward(_net(), WINDOW, "cpu", backend="eager")
+    assert calls == [1]
+    if sys.platform.startswith("linux"):
+        monkeypatch.undo()
+        assert backends.tune_malloc() is True and backends.tune_malloc() is True  # idempotent

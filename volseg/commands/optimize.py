@@ -6,14 +6,16 @@ network, with a one-line note, whenever any of them differs."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 
 HELP = "build a bundle's compiled forward pass once (AOTInductor / OpenVINO) for fast predicts"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", help="trained bundle folder (configs/inference.json + models/model.pt)")
-    parser.add_argument("--backend", default="aoti", choices=["aoti", "openvino"],
-                        help="aoti: AOTInductor package (default); openvino: needs `pip install openvino`")
+    parser.add_argument("--backend", default="auto", choices=["auto", "openvino", "aoti"],
+                        help="openvino: OpenVINO model (needs `pip install openvino`; the faster one measured); "
+                             "aoti: AOTInductor package; auto (default): openvino when installed, else aoti")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                         help="bf16 only on CPUs with AVX512-BF16 or AMX (else fp32, with a note)")
     parser.add_argument("--roi-size", type=int, nargs="+", default=None, metavar="N",
@@ -32,7 +34,10 @@ def run(args: argparse.Namespace) -> int:
     window = window_shape(pred.network, pred.sw_batch_size, pred.roi_size, pred.in_channels)
     precision = resolve_precision(args.precision, "cpu")
     out = None if args.user_cache else bundle_cache_dir(pred.bundle)
-    path = build_artifact(pred.network, window, args.backend, precision, cache_dir=out)
-    print(f"wrote {path} ({args.backend} {precision}, window {'x'.join(map(str, window))}); "
+    backend = args.backend
+    if backend == "auto":
+        backend = "openvino" if importlib.util.find_spec("openvino") is not None else "aoti"
+    path = build_artifact(pred.network, window, backend, precision, cache_dir=out)
+    print(f"wrote {path} ({backend} {precision}, window {'x'.join(map(str, window))}); "
           f"volseg predict -m {args.bundle} loads it")
     return 0
