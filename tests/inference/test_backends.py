@@ -212,6 +212,7 @@ def test_openvino_artifact_matches_eager(tmp_path) -> None:
     forward = make_forward(net, WINDOW, "cpu", backend="openvino")
     assert forward.backend == "openvino" and forward.artifact is not None
     assert Path(os.environ["XDG_CACHE_HOME"]) in forward.artifact.parents
+    outs = []
     for batch in (3, 1):
         x = torch.randn(batch, 1, 32, 32, 32)
         with torch.no_grad():
@@ -219,6 +220,8 @@ def test_openvino_artifact_matches_eager(tmp_path) -> None:
         got = forward(x)
         assert got.shape == ref.shape and got.dtype == torch.float32
         torch.testing.assert_close(got, ref, rtol=1e-3, atol=1e-3)
+        outs.append((got, got.clone()))
+    assert all(torch.equal(a, b) for a, b in outs)  # a later call does not overwrite an earlier output
     assert make_forward(net, WINDOW, "cpu", backend="auto").backend in ("aoti", "openvino")  # found, not rebuilt
 
 
