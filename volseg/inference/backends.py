@@ -186,7 +186,10 @@ def bundle_cache_dir(bundle: PathLike) -> Path:
 
 def window_shape(network: nn.Module, sw_batch_size: int, roi_size: Sequence[int],
                  in_channels: Optional[int] = None) -> List[int]:
-    """``[N, C, *roi]`` for :func:`make_forward`; ``C`` defaults to the first convolution's input channels."""
+    """``[N, C, *roi]`` for :func:`make_forward`; ``C`` defaults to ``network.in_channels``, else the
+    first convolution's input channels."""
+    if in_channels is None:
+        in_channels = getattr(network, "in_channels", None)
     if in_channels is None:
         conv = next((m for m in network.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
         if conv is None:
