@@ -269,7 +269,7 @@ def test_volseg_optimize_writes_the_artifact_predict_finds(backend: str, tmp_pat
     files = list(bundle_cache_dir(bundle).iterdir())
     assert len(files) == 1 and files[0].name.startswith(f"{backend}-fp32-")
     pred = Predictor(bundle, device="cpu", backend="eager")
-    window = window_shape(pred.network, pred.sw_batch_size, pred.roi_size, pred.in_channels)
+    window = window_shape(pred.network, pred.spec.sw_batch_size, pred.spec.roi_size, pred.in_channels)
     assert window == [2, 1, 16, 16, 16]
     forward = make_forward(pred.network, window, "cpu", cache_dir=bundle_cache_dir(bundle))
     assert forward.backend == backend and forward.artifact == files[0]
@@ -322,3 +322,31 @@ def test_the_legacy_entry_point_leaves_the_network_alone() -> None:
     assert torch.equal(forward(x), ref)  # auto without an artifact: the eager network, bit for bit
     assert all(torch.equal(net.state_dict()[k], v) and net.state_dict()[k].stride() == s
                for k, (v, s, _) in before.items())
+
+
+def test_works_inside_sliding_window_inference() -> None:
+    from monai.inferers import sliding_window_inference
+
+    net = _net()
+    img = torch.rand(1, 1, 40, 37, 33)
+    with torch.no_grad():  # as a predictor calls it: outputs are blended in place afterwards
+        ref = sliding_window_inference(img, (32, 32, 32), 2, net, overlap=0.25, mode="gaussian")
+        for backend in ("eager", "channels_last"):
+            forward = make_forward(net, (2, 1, 32, 32, 32), "cpu", backend=backend)
+            got = sliding_window_inference(img, (32, 32, 32), 2, forward, overlap=0.25, mode="gaussian")
+            assert (got.argmax(1) == ref.argmax(1)).float().mean().item() >= 0.9999
+            if backend == "eager":
+                assert torch.equal(got, ref)
+
+
+@pytest.mark.slow
+def test_benchmark_quick_mode_runs() -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "predict_vs_monai.py"
+    spec = importlib.util.spec_from_file_location("predict_vs_monai", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.main(["--quick"])
+    assert res["agreement"] >= 0.9999
+    assert res["plain_s"] > 0 and res["volseg_s"] > 0

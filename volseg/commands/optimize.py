@@ -26,12 +26,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from volseg.errors import ConfigError
     from volseg.inference.backends import build_artifact, bundle_cache_dir, resolve_precision, window_shape
     from volseg.inference.predictor import Predictor
 
     pred = Predictor(args.bundle, device="cpu", backend="eager", roi_size=args.roi_size,
                      sw_batch_size=args.sw_batch_size, progress=False)
-    window = window_shape(pred.network, pred.sw_batch_size, pred.roi_size, pred.in_channels)
+    if pred.spec is None:
+        raise ConfigError("the bundle's inferer is not a sliding window: there is no fixed window to build for",
+                          args.bundle)
+    if any(r is None or int(r) <= 0 for r in pred.spec.roi_size):
+        raise ConfigError("the bundle's window takes the image's size on some axis; give --roi-size", args.bundle)
+    window = window_shape(pred.network, pred.spec.sw_batch_size, pred.spec.roi_size, pred.in_channels)
     precision = resolve_precision(args.precision, "cpu")
     out = None if args.user_cache else bundle_cache_dir(pred.bundle)
     backend = args.backend

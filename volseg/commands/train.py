@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where models/ and logs/ go (default: the bundle folder)")
     parser.add_argument("--multi-gpu", default="0", nargs="+", action=_ValueThenOverrides, metavar="N",
                         help="train with N processes through torchrun and multi_gpu_train.json (DDP)")
+    parser.add_argument("--trust-bundle", action="store_true",
+                        help="run the bundle's configs even if they use code outside volseg's safe subset "
+                             "(a bundle is code: see docs/security.md)")
     parser.set_defaults(overrides=[])
 
 
@@ -43,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from volseg.errors import ConfigError, InputError
-    from volseg.training.run import parse_overrides, run_bundle
+    from volseg.bundles.config import parse_overrides
+    from volseg.training.run import run_bundle
 
     overrides = parse_overrides(args.overrides)
     try:
@@ -64,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
         if args.multi_gpu < 1:
             raise ConfigError(f"--multi-gpu must be >= 1, got {args.multi_gpu}")
         cfgs = [str(bundle / "configs" / "train.json"), str(bundle / "configs" / "multi_gpu_train.json")]
+        from volseg.bundles.trust import check_bundle_files
+
+        check_bundle_files(cfgs, trusted=args.trust_bundle)
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.multi_gpu}",
                "-m", "monai.bundle", "run", "training", "--config_file", json.dumps(cfgs),
                "--meta_file", str(bundle / "configs" / "metadata.json"),
@@ -74,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         for k, v in overrides.items():
             cmd += [f"--{k}", v if isinstance(v, str) else json.dumps(v)]
         return subprocess.call(cmd)
-    result = run_bundle(bundle, args.dataset_dir, output_dir=args.output_dir, overrides=overrides)
+    result = run_bundle(bundle, args.dataset_dir, output_dir=args.output_dir, overrides=overrides,
+                        trusted=args.trust_bundle)
     best = result["best_metric"]
     print(f"trained {result['epochs']} epoch(s); best val mean Dice "
           f"{'n/a' if best is None else f'{best:.4f}'} at epoch {result['best_epoch']}; model: {result['model_path']}")

@@ -42,3 +42,24 @@ def export_bundle(bundle_root: PathLike, output_dir: PathLike, overrides: Option
         with atomic_path(inf) as tmp:
             tmp.write_text(json.dumps(cfg, indent=4) + "\n")
     return dst
+
+
+class BundleExport:
+    """Ignite handler for ``train.json``: when training completes, make ``output_dir`` a
+    self-contained bundle (:func:`export_bundle`) with the run's model ``settings`` (``@roi_size``,
+    ``@channels``, ...), whether the run came from ``volseg train`` or ``python -m monai.bundle run``."""
+
+    def __init__(self, bundle_root: PathLike, output_dir: PathLike, settings: Optional[Mapping[str, Any]] = None):
+        self.bundle_root, self.output_dir, self.settings = bundle_root, output_dir, dict(settings or {})
+        self.exported: Optional[Path] = None
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Any = None) -> None:
+        from volseg.training.setup import is_rank0
+
+        if is_rank0():
+            self.exported = export_bundle(self.bundle_root, self.output_dir, self.settings)
