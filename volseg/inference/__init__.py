@@ -28,6 +28,8 @@ _LAZY = {
     "save_overlay": "volseg.inference.report",
     "evaluate": "volseg.inference.evaluation",
     "evaluate_case": "volseg.inference.evaluation",
+    "make_forward": "volseg.inference.backends",
+    "optimize_for_inference": "volseg.inference.fast",
 }
 
 __all__ = list(_LAZY)
