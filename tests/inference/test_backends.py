@@ -310,20 +310,6 @@ def test_cpu_forwards_tune_glibc_malloc_once(monkeypatch) -> None:
         assert backends.tune_malloc() is True and backends.tune_malloc() is True  # idempotent
 
 
-def test_the_legacy_entry_point_leaves_the_network_alone() -> None:
-    from volseg.inference import optimize_for_inference
-
-    net = _net()
-    before = _snapshot(net)
-    x = torch.randn(2, 1, 32, 32, 32)
-    with torch.no_grad():
-        ref = net(x)
-    forward = optimize_for_inference(net, (32, 32, 32), "cpu")
-    assert torch.equal(forward(x), ref)  # auto without an artifact: the eager network, bit for bit
-    assert all(torch.equal(net.state_dict()[k], v) and net.state_dict()[k].stride() == s
-               for k, (v, s, _) in before.items())
-
-
 def test_works_inside_sliding_window_inference() -> None:
     from monai.inferers import sliding_window_inference
 

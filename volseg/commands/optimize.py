@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from volseg.errors import ConfigError
-    from volseg.inference.backends import build_artifact, bundle_cache_dir, resolve_precision, window_shape
+    from volseg.inference.backends import build_artifact, resolve_precision, window_shape
     from volseg.inference.predictor import Predictor
 
     pred = Predictor(args.bundle, device="cpu", backend="eager", roi_size=args.roi_size,
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("the bundle's window takes the image's size on some axis; give --roi-size", args.bundle)
     window = window_shape(pred.network, pred.spec.sw_batch_size, pred.spec.roi_size, pred.in_channels)
     precision = resolve_precision(args.precision, "cpu")
-    out = None if args.user_cache else bundle_cache_dir(pred.bundle)
+    out = None if args.user_cache else pred.cache_dir
     backend = args.backend
     if backend == "auto":
         backend = "openvino" if importlib.util.find_spec("openvino") is not None else "aoti"

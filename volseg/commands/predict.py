@@ -29,10 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap", type=float, default=None, help="window overlap 0..1 (default: the bundle's, else 0.25)")
     parser.add_argument("--sw-batch-size", type=int, default=None, help="windows per network call")
     parser.add_argument("--tta", action="store_true", help="average all mirrorings of the spatial axes (2^dims x slower)")
-    parser.add_argument("--no-amp", action="store_true", help="disable float16 autocast on CUDA")
-    parser.add_argument("--backend", default="auto", choices=["auto", "eager", "compiled"],
-                        help="auto: the fastest forward pass that needs no per-process compilation; eager: plain "
-                             "PyTorch; compiled: torch.compile (seconds of compilation in every process)")
+    parser.add_argument("--no-amp", action="store_true", help="no float16 autocast on CUDA (same as --precision fp32)")
+    parser.add_argument("--backend", default="auto", choices=["auto", "eager", "channels_last", "aoti", "openvino"],
+                        help="the network's forward pass. auto: a pass built once by `volseg optimize` when one "
+                             "matches (loads in about a second), else plain PyTorch; never compiles per process. "
+                             "eager: plain PyTorch; channels_last; aoti/openvino: build the artifact if missing")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                        help="auto: fp32 on CPU, float16 autocast on CUDA where the bundle uses AMP; bf16: CPUs "
+                             "with AVX512-BF16/AMX or CUDA (else fp32, with a note)")
     parser.add_argument("--format", default="nifti", choices=["nifti", "dicom-seg", "both"],
                         help="mask format; dicom-seg needs a DICOM input")
     parser.add_argument("--save-probabilities", nargs="?", const="uint8", default=False, choices=["uint8", "float32"],
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         args.input, args.output, model=args.model, config=args.config, overrides=parse_overrides(args.overrides),
         device=args.device, sw_device=args.sw_device,
         roi_size=args.roi_size, overlap=args.overlap, sw_batch_size=args.sw_batch_size, tta=args.tta,
-        amp=not args.no_amp, keep_largest=args.keep_largest, format=args.format,
+        amp=not args.no_amp, precision=args.precision, keep_largest=args.keep_largest, format=args.format,
         save_probabilities=args.save_probabilities, stats=args.stats, overlay=args.overlay, series=args.series,
         backend=args.backend, progress=not args.quiet, trust_bundle=args.trust_bundle, nan_to=args.nan_to,
         uncertainty=args.uncertainty,

@@ -29,7 +29,6 @@ _LAZY = {
     "evaluate": "volseg.inference.evaluation",
     "evaluate_case": "volseg.inference.evaluation",
     "make_forward": "volseg.inference.backends",
-    "optimize_for_inference": "volseg.inference.fast",
 }
 
 __all__ = list(_LAZY)

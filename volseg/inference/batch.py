@@ -162,7 +162,8 @@ def run_cases(predictor: Predictor, cases: Sequence[Case], output: Optional[Path
 
 def predict(input: Any, output: Any = None, model: Any = None, *, config: Any = None, device: Any = "auto",
             sw_device: Any = None, roi_size: Optional[Sequence[int]] = None, overlap: Optional[float] = None,
-            sw_batch_size: Optional[int] = None, tta: bool = False, amp: bool = True, keep_largest: bool = False,
+            sw_batch_size: Optional[int] = None, tta: bool = False, amp: bool = True, precision: str = "auto",
+            keep_largest: bool = False,
             format: str = "nifti", save_probabilities: Any = False, stats: bool = False, overlay: bool = False,
             series: Optional[str] = None, backend: str = "auto", progress: bool = True,
             predictor: Optional[Predictor] = None, overrides: Optional[Mapping[str, Any]] = None,
@@ -210,7 +211,7 @@ def predict(input: Any, output: Any = None, model: Any = None, *, config: Any = 
                 validate_output(out / f"{case.name}.nii.gz", inputs, "mask")
     if predictor is None:
         predictor = Predictor(model, config=config, device=device, sw_device=sw_device, roi_size=roi_size,
-                              overlap=overlap, sw_batch_size=sw_batch_size, tta=tta, amp=amp,
+                              overlap=overlap, sw_batch_size=sw_batch_size, tta=tta, amp=amp, precision=precision,
                               keep_largest=keep_largest, backend=backend, progress=progress and len(cases) == 1,
                               overrides=overrides, trust_bundle=trust_bundle, uncertainty=uncertainty,
                               nonfinite="error" if nan_to is None else float(nan_to))
