@@ -19,14 +19,17 @@ def export_bundle(bundle_root: PathLike, output_dir: PathLike, overrides: Option
     """Make ``output_dir`` a self-contained bundle: copy ``configs/``, ``docs/`` and ``LICENSE`` from
     ``bundle_root`` and set the training run's settings (``overrides``, e.g. ``base_channels``) as
     top-level keys of the copied ``inference.json``, so ``volseg predict -m output_dir`` rebuilds
-    the same network. Nothing is copied when both folders are the same. Returns ``output_dir``.
+    the same network. Nothing is copied when both folders are the same, or on a DDP rank other
+    than 0. Returns ``output_dir``.
     """
     import shutil
+
+    from volseg.training.setup import is_rank0
 
     src, dst = Path(bundle_root), Path(output_dir)
     if not (src / "configs").is_dir():
         raise ConfigError(f"bundle_root has no configs/ folder: {src}")
-    if src.resolve() == dst.resolve():
+    if src.resolve() == dst.resolve() or not is_rank0():
         return dst
     for name in ("configs", "docs"):
         if (src / name).is_dir():

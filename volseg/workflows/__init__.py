@@ -1,1 +1,1 @@
-"""End-to-end workflows built from volseg parts (the 2D PNG workflow)."""
+"""The 2D PNG workflow's inferer (the workflow itself is the lung_png2d bundle)."""
