@@ -194,7 +194,9 @@ class TrainingRecorder:
     as much training between its chances as a large one. An epoch of fewer than
     ``min_steps_per_epoch`` optimizer steps logs a warning. When training ends (early stop or
     ``max_epochs``) and ``restore_best``, the network gets the best epoch's weights back. Every
-    epoch writes ``models/checkpoint_last.pt`` (model, optimizer, scheduler, epoch, history).
+    epoch writes ``models/checkpoint_last.pt`` (model, optimizer, scheduler, epoch, history) and
+    ``logs/metrics.csv``; ``logs/curves.png`` is redrawn at most every ``plot_interval_s`` seconds
+    (drawing takes seconds) and once more at the end.
     Files are written atomically and on rank 0 only. ``resume=True`` reloads
     ``checkpoint_last.pt`` at start.
     """
@@ -203,7 +205,8 @@ class TrainingRecorder:
                  evaluator: Any = None, lr_scheduler: Any = None, key_metric: str = "val_mean_dice",
                  patience: int = 0, min_delta: float = 0.0, resume: bool = False, val_interval: int = 1,
                  progress: bool = True, plot: bool = True, tensorboard: bool = True, mode: str = "max",
-                 patience_steps: int = 0, min_steps_per_epoch: int = 0, restore_best: bool = True):
+                 patience_steps: int = 0, min_steps_per_epoch: int = 0, restore_best: bool = True,
+                 plot_interval_s: float = 30.0):
         if mode not in ("max", "min"):
             raise ConfigError(f"early stopping mode must be 'max' or 'min', got {mode!r}")
         out = Path(str(output_dir))
@@ -214,6 +217,7 @@ class TrainingRecorder:
         self.patience_steps, self.min_steps = int(patience_steps or 0), int(min_steps_per_epoch or 0)
         self.resume, self.val_interval, self.restore_best = bool(resume), max(int(val_interval), 1), bool(restore_best)
         self.progress, self.plot, self.tensorboard = progress, plot, tensorboard
+        self.plot_interval_s, self._plotted = float(plot_interval_s), -math.inf
         self.history: List[Dict[str, Any]] = []
         self.best_metric, self.best_epoch, self.bad_validations = -math.inf * self.sign, 0, 0
         self.effective_patience = self.patience
@@ -233,7 +237,6 @@ class TrainingRecorder:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
         engine.add_event_handler(Events.COMPLETED, self._completed)
-        engine.add_event_handler(Events.TERMINATE, self._completed)
 
     def summary(self) -> Dict[str, Any]:
         """``{"best_metric", "best_epoch", "epochs", "model_path", "history", ...}``."""
@@ -334,10 +337,8 @@ class TrainingRecorder:
             self._save(self._checkpoint(epoch), self.models / "checkpoint_last.pt")
             self._write_csv()
             self._write_tb(row)
-            if self.plot:
-                from volseg.training.plots import write_curves
-
-                write_curves(self.history, self.logs / "curves.png", self.key_metric, best_epoch=self.best_epoch)
+            if self.plot and time.perf_counter() - self._plotted >= self.plot_interval_s:
+                self._write_curves()
             msg = f"epoch {epoch}/{engine.state.max_epochs}: loss {row['loss']:.4f} ({row['seconds']:.1f} s)"
             if validated:
                 msg += f", {self.key_metric} {row.get(self.key_metric, float('nan')):.4f} (best {self.best_metric:.4f} @ {self.best_epoch})"
@@ -349,6 +350,8 @@ class TrainingRecorder:
             engine.terminate()
 
     def _completed(self, engine: Any) -> None:
+        if self.rank0 and self.plot and self.history:
+            self._write_curves()
         if self.rank0 and not (self.models / "model.pt").is_file():
             # no validation ever ran (e.g. no validation cases): the last weights are the model
             self._save(unwrap(self.network).state_dict(), self.models / "model.pt")
@@ -369,6 +372,14 @@ class TrainingRecorder:
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
                 "epoch": epoch, "history": self.history, "best_metric": self.best_metric,
                 "best_epoch": self.best_epoch, "bad_validations": self.bad_validations}
+
+    def _write_curves(self) -> None:
+        import time
+
+        from volseg.training.plots import write_curves
+
+        write_curves(self.history, self.logs / "curves.png", self.key_metric, best_epoch=self.best_epoch)
+        self._plotted = time.perf_counter()
 
     @staticmethod
     def _save(obj: Any, path: Path) -> None:
