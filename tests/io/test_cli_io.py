@@ -50,15 +50,18 @@ def test_info_json_and_convert(tmp_path, capsys, sitk_series):
 
 
 def test_info_lists_series(tmp_path, capsys, small_volume):
-    sitk_write_series(small_volume, tmp_path / "a", (1, 1, 2), (0, 0, 0), np.eye(3), series_uid="1.2.3.4")
-    sitk_write_series(small_volume, tmp_path / "b", (1, 1, 2), (0, 0, 0), np.eye(3), series_uid="1.2.3.5")
-    assert main(["info", str(tmp_path), "--json"]) == 0
+    study = tmp_path / "study"
+    sitk_write_series(small_volume, study / "a", (1, 1, 2), (0, 0, 0), np.eye(3), series_uid="1.2.3.4")
+    sitk_write_series(small_volume, study / "b", (1, 1, 2), (0, 0, 0), np.eye(3), series_uid="1.2.3.5")
+    assert main(["info", str(study), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert sorted(s["uid"] for s in info["series"]) == ["1.2.3.4", "1.2.3.5"]
-    assert main(["info", str(tmp_path), "--series", "1.2.3.5", "--json"]) == 0
+    assert main(["info", str(study), "--series", "1.2.3.5", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["series_uid"] == "1.2.3.5"
-    _fail(capsys, ["convert", str(tmp_path), str(tmp_path / "o.nii.gz")], "2 image series", "1.2.3.4")
+    _fail(capsys, ["convert", str(study), str(tmp_path / "o.nii.gz")], "2 image series", "1.2.3.4")
     assert not (tmp_path / "o.nii.gz").exists()
+    _fail(capsys, ["convert", str(study), str(study / "o.nii.gz"), "--series", "1.2.3.4"], "inside the input folder")
+    assert not (study / "o.nii.gz").exists()
 
 
 def test_phantom_command(tmp_path, capsys):

@@ -202,3 +202,25 @@ def test_phantom_dice_above_0_8(tmp_path):
 PHANTOM_OVERRIDES = {"max_epochs": 30, "val_interval": 5, "roi_size": [48, 48, 48], "pixdim": [3.0, 3.0, 3.0],
                      "channels": [8, 16, 32, 64], "learning_rate": 0.003, "batch_size": 2, "num_samples": 2,
                      "device": "cpu", "seed": 0, "cache_rate": 1.0}
+
+
+@pytest.mark.bundle
+def test_runner_output_folder_is_a_bundle_that_predicts_as_the_runner_does(trained_ct, ct_dataset, tmp_path):
+    """Training through python -m monai.bundle run writes the run's configs into output_dir (the
+    BundleExport handler); that folder then gives the same mask through the runner and volseg predict."""
+    import nibabel as nib
+    import numpy as np
+
+    import volseg
+
+    out, _ = trained_ct
+    cfg = json.loads((out / "configs" / "inference.json").read_text())
+    assert cfg["channels"] == TINY["channels"] and cfg["roi_size"] == TINY["roi_size"]
+    assert cfg["inferer"]["_target_"] == "volseg.inference.StreamingInferer"
+    image = sorted((ct_dataset / "imagesTr").glob("*.nii.gz"))[0]
+    run_monai_bundle(["--config_file", str(out / "configs" / "inference.json"), "--dataset_dir", str(image),
+                      "--output_dir", str(tmp_path / "runner"), "--device", "$torch.device('cpu')",
+                      "--model_path", str(out / "models" / "model.pt")])
+    ref = np.asarray(nib.load(str(next((tmp_path / "runner" / "predictions").glob("*.nii.gz")))).dataobj)
+    got = volseg.predict(image, tmp_path / "v.nii.gz", model=out, backend="eager", progress=False)[0].numpy()
+    assert got.shape == ref.shape and (got == ref).mean() >= 0.9999

@@ -12,8 +12,8 @@ import torch
 from volseg.data.png import pair_png_folders
 from volseg.data.png_slices import volume_to_png_slices, window_to_uint8
 from volseg.errors import ConfigError, InputError
+from volseg.inference import StreamingInferer
 from volseg.transforms.png2d import SliceIntensityd, png2d_transforms
-from volseg.workflows.png2d import Slice2DInferer
 
 # voxel -> RAS: LPS-stored axes (x to patient left, y to posterior), anisotropic, shifted origin
 AFFINE = np.array([[-0.7, 0, 0, 120.0], [0, -0.8, 0, 95.0], [0, 0, 2.5, -40.0], [0, 0, 0, 1]])
@@ -78,7 +78,7 @@ def test_slices_round_trip_to_aligned_3d_mask(tmp_path: Path) -> None:
     # the 2D model over the 3D volume, slice by slice, back to a mask on the volume's grid
     x = SliceIntensityd(window=(-1000, 400))({"image": image})["image"]
     with torch.no_grad():
-        logits = Slice2DInferer(roi_size=(40, 36), spatial_dim=2)(x[None].as_tensor(), net)
+        logits = StreamingInferer(roi_size=(40, 36), spatial_dim=2)(x[None].as_tensor(), net)
     pred = logits.argmax(1)[0].numpy().astype(np.uint8)
     assert pred.shape == ct.shape
     out = tmp_path / "pred.nii.gz"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from volseg.commands.info import add_nan_to
+
 HELP = "convert DICOM/NIfTI/NRRD/MHA to .nii/.nii.gz/.nrrd/.mha, or to PNG slices"
 
 
@@ -16,28 +18,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask", action="store_true", help="the input is a label map: write uint8/uint16")
     parser.add_argument("--label", default=None, metavar="MASK", help="label map to export with --to png-slices")
     parser.add_argument("--to", default="volume", choices=("volume", "png-slices"), help="output kind (default: volume)")
+    add_nan_to(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from volseg._atomic import validate_output
+    from volseg.errors import ConfigError
     from volseg.io.readers import read_image
 
-    image = read_image(args.input, series=args.series, resample=args.resample)
+    if args.label and args.to != "png-slices":
+        raise ConfigError("--label is only used with --to png-slices")
+    validate_output(args.output, [args.input, args.label], "folder" if args.to == "png-slices" else "volume")
+    image = read_image(args.input, series=args.series, resample=args.resample,
+                       nonfinite="error" if args.nan_to is None else args.nan_to)
     if args.to == "png-slices":
         from volseg.data.png_slices import volume_to_png_slices
 
         res = volume_to_png_slices(image.to_metatensor(), args.label, args.output)
         print(f"wrote {res.get('n_slices', '?')} slices to {args.output}")
         return 0
-    from volseg.errors import ConfigError
-
-    if args.label:
-        raise ConfigError("--label is only used with --to png-slices")
-    from volseg._atomic import check_not_input
     from volseg.io import save_mask, save_volume
 
-    check_not_input(args.output, [args.input])
     if image.shape[0] != 1:
         raise ConfigError(f"{args.input}: {image.shape[0]} channels; convert writes single-channel images")
     if args.mask:

@@ -13,6 +13,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--series", default=None, metavar="UID", help="DICOM SeriesInstanceUID (or unique prefix)")
     parser.add_argument("--resample", action="store_true",
                         help="resample DICOM series with missing slices, uneven spacing or gantry tilt onto a uniform orthogonal grid")
+    add_nan_to(parser)
+
+
+def add_nan_to(parser: argparse.ArgumentParser) -> None:
+    """``--nan-to VALUE``: the non-finite voxel policy of :func:`volseg.io.load_volume` (default: refuse)."""
+    parser.add_argument("--nan-to", type=float, default=None, metavar="VALUE",
+                        help="replace NaN/Inf voxels by VALUE (with a warning); default: refuse such images")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     from volseg.io.summary import describe, format_info
 
-    info = describe(args.path, series=args.series, resample=args.resample)
+    info = describe(args.path, series=args.series, resample=args.resample,
+                    nonfinite="error" if args.nan_to is None else args.nan_to)
     print(json.dumps(info, indent=2) if args.json else format_info(info))
     return 0

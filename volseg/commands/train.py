@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "'seed' (the Keras tutorial's recipe); default: the bundle's own settings")
     parser.add_argument("--multi-gpu", default="0", nargs="+", action=_ValueThenOverrides, metavar="N",
                         help="train with N processes through torchrun and multi_gpu_train.json (DDP)")
+    parser.add_argument("--trust-bundle", action="store_true",
+                        help="run the bundle's configs even if they use code outside volseg's safe subset "
+                             "(a bundle is code: see docs/security.md)")
     parser.set_defaults(overrides=[])
 
 
@@ -47,9 +50,10 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from volseg.errors import ConfigError, InputError
+    from volseg.bundles.config import parse_overrides
     from volseg.training.handlers import format_test_line
     from volseg.training.recipes import recipe_config_files
-    from volseg.training.run import parse_overrides, run_bundle
+    from volseg.training.run import run_bundle
 
     overrides = parse_overrides(args.overrides)
     try:
@@ -70,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
         if args.multi_gpu < 1:
             raise ConfigError(f"--multi-gpu must be >= 1, got {args.multi_gpu}")
         cfgs = [str(p) for p in recipe_config_files(bundle, args.recipe, multi_gpu=True)]
+        from volseg.bundles.trust import check_bundle_files
+
+        check_bundle_files(cfgs, trusted=args.trust_bundle)
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.multi_gpu}",
                "-m", "monai.bundle", "run", "training", "--config_file", json.dumps(cfgs),
                "--meta_file", str(bundle / "configs" / "metadata.json"),
@@ -81,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             cmd += [f"--{k}", v if isinstance(v, str) else json.dumps(v)]
         return subprocess.call(cmd)
     result = run_bundle(bundle, args.dataset_dir, output_dir=args.output_dir, overrides=overrides,
-                        config_files=recipe_config_files(bundle, args.recipe))
+                        config_files=recipe_config_files(bundle, args.recipe), trusted=args.trust_bundle)
     best = result["best_metric"]
     test = f"; {format_test_line(result['test_metrics'])}" if result.get("test_metrics") else ""
     print(f"trained {result['epochs']} epoch(s); best {result.get('key_metric', 'val_mean_dice')} "

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from volseg.errors import InputError
+from volseg.io._checks import check_claim, check_spacing
 from volseg.io._geometry import LPS_TO_RAS, RawImage
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,9 @@ def find_dicom_series(folder: PathLike) -> List[DicomSeries]:
     skipped_nondicom: List[str] = []
     skipped_nonimage: List[str] = []
     for p in files:
+        if p.stat().st_size == 0:
+            skipped_nondicom.append(f"{p.name} (empty)")
+            continue
         if p.name.upper() == "DICOMDIR" or not is_dicom_file(p):
             skipped_nondicom.append(p.name)
             continue
@@ -123,27 +127,121 @@ def choose_series(folder: Path, series: Sequence[DicomSeries], uid: Optional[str
     return series[0]
 
 
-def load_dicom(path: PathLike, series: Optional[str] = None, resample: bool = False):
-    """A DICOM folder or file as ``(1, X, Y, Z)`` float32 ``MetaTensor`` (RAS affine, CT in HU)."""
+def load_dicom(path: PathLike, series: Optional[str] = None, resample: bool = False,
+               max_voxels: Optional[int] = None, found: Optional[Sequence[DicomSeries]] = None):
+    """A DICOM folder or file as ``(1, X, Y, Z)`` float32 ``MetaTensor`` (RAS affine, CT in HU).
+
+    ``max_voxels``: refuse larger headers before allocating (default ``$VOLSEG_MAX_VOXELS`` or 2**31);
+    ``found``: the result of :func:`find_dicom_series` on ``path`` if the caller already scanned it.
+    """
     path = Path(path)
     if path.is_file():
+        if path.stat().st_size == 0:
+            raise InputError("empty file (0 bytes)", path)
         ds = _read_header(path)
         if ds is None:
             raise InputError("not a readable DICOM file", path)
         if "PerFrameFunctionalGroupsSequence" in ds or int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
-            return _load_multiframe(path)
+            return _load_multiframe(path, max_voxels)
         s = DicomSeries(str(getattr(ds, "SeriesInstanceUID", "")), str(getattr(ds, "Modality", "")),
                         str(getattr(ds, "SeriesDescription", "") or ""), [str(path)], [ds])
         if str(s.modality).upper() in NON_IMAGE_MODALITIES or "Rows" not in ds:
             raise InputError(f"DICOM file is not an image ({s.modality or 'no pixel data'})", path)
-        return _load_classic(path, s, resample)
-    found = find_dicom_series(path)
+        return _load_classic(path, s, resample, max_voxels)
+    found = list(found) if found is not None else find_dicom_series(path)
     s = choose_series(path, found, series)
     if len(s.files) == 1 and int(getattr(s.headers[0], "NumberOfFrames", 1) or 1) > 1:
-        return _load_multiframe(Path(s.files[0]))
-    img = _load_classic(path, s, resample)
+        return _load_multiframe(Path(s.files[0]), max_voxels)
+    img = _load_classic(path, s, resample, max_voxels)
     img.meta["series"] = [x.summary() for x in found]
     return img
+
+
+# attributes every slice of a series must share: (label, value read from a header)
+_PER_SLICE = (
+    ("Rows/Columns", lambda h: (_int(h, "Rows"), _int(h, "Columns"))),
+    ("PixelSpacing", lambda h: _rounded(getattr(h, "PixelSpacing", None))),
+    ("mixed slice orientations in one series: ImageOrientationPatient",
+     lambda h: _rounded(getattr(h, "ImageOrientationPatient", None))),
+    ("PhotometricInterpretation", lambda h: str(getattr(h, "PhotometricInterpretation", "") or "")),
+    ("SamplesPerPixel", lambda h: _int(h, "SamplesPerPixel", 1)),
+    ("rescale (RescaleSlope/RescaleIntercept present)", lambda h: ("RescaleSlope" in h, "RescaleIntercept" in h)),
+)
+
+
+def _int(h: Any, name: str, default: Optional[int] = None) -> Optional[int]:
+    try:
+        v = getattr(h, name, default)
+        return default if v is None else int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _rounded(v: Any) -> Optional[Tuple[float, ...]]:
+    try:
+        return None if v is None else tuple(float(x) for x in v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b) and a and all(
+            isinstance(x, float) for x in a + b):
+        return bool(np.allclose(a, b, rtol=1e-4, atol=1e-4))
+    return a == b
+
+
+def check_slice_consistency(files: Sequence[str], headers: Sequence[Any], where: PathLike) -> None:
+    """Refuse a series whose slices disagree on size, pixel spacing, orientation, photometric
+    interpretation, samples per pixel or rescale presence; the error names the odd file(s)
+    (those outside the largest group of agreeing slices)."""
+    n = len(files)
+    for label, get in _PER_SLICE:
+        groups: List[Tuple[Any, List[int]]] = []
+        for i, v in enumerate(get(h) for h in headers):
+            hit = next((g for g in groups if _same(g[0], v)), None)
+            if hit is None:
+                groups.append((v, [i]))
+            else:
+                hit[1].append(i)
+        if len(groups) < 2:
+            continue
+        common = max(groups, key=lambda g: (len(g[1]), 0 in g[1]))
+        odd = sorted(i for g in groups if g is not common for i in g[1])
+        shown = _few([Path(files[i]).name for i in odd], 3)
+        first_odd = next(g[0] for g in groups if odd[0] in g[1])
+        raise InputError(f"{label} differs between slices: {len(odd)} of {n} file(s) ({shown}) have "
+                         f"{_show(first_odd)}, the others {_show(common[0])}", where)
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, tuple) and all(isinstance(x, float) for x in v):
+        return "[" + ", ".join(f"{x:g}" for x in v) + "]"
+    return "missing" if v is None else str(v)
+
+
+def _check_pixel_bytes(files: Sequence[str], headers: Sequence[Any], limit: Optional[int], where: PathLike) -> None:
+    """The voxel count the headers claim, and each uncompressed file's size, before reading pixels."""
+    h0 = headers[0]
+    rows, cols = _int(h0, "Rows"), _int(h0, "Columns")
+    frames = _int(h0, "NumberOfFrames", 1) or 1
+    spp, bits = _int(h0, "SamplesPerPixel", 1) or 1, _int(h0, "BitsAllocated", 16) or 16
+    if rows is None or cols is None:
+        raise InputError("missing or invalid Rows/Columns", files[0])
+    check_claim((cols, rows, frames * len(files)), max(1, bits // 8), where, limit, what="voxels")
+    for f, h in zip(files, headers):
+        ts = getattr(getattr(h, "file_meta", None), "TransferSyntaxUID", None)
+        if ts is not None and getattr(ts, "is_compressed", False):
+            continue
+        check_claim((cols, rows, frames, spp), max(1, bits // 8), f, limit, os.path.getsize(f), "raw",
+                    what=f"{bits}-bit values")
+
+
+def _check_plane(iop: np.ndarray, where: PathLike) -> None:
+    row, col = iop[:3], iop[3:]
+    if not np.all(np.isfinite(iop)) or np.linalg.norm(row) < 1e-3 or np.linalg.norm(col) < 1e-3 or (
+            np.linalg.norm(np.cross(row, col)) < 1e-3 * np.linalg.norm(row) * np.linalg.norm(col)):
+        raise InputError(f"invalid ImageOrientationPatient {iop.round(4).tolist()} (zero or parallel axes)", where)
 
 
 def _vec(ds: Any, name: str, n: int, where: str) -> np.ndarray:
@@ -239,26 +337,35 @@ def _deshear(vol: np.ndarray, affine: np.ndarray, iop: np.ndarray) -> Tuple[np.n
     return out.astype(np.float32), dst
 
 
-def _load_classic(where: Path, s: DicomSeries, resample: bool):
+def _load_classic(where: Path, s: DicomSeries, resample: bool, limit: Optional[int] = None):
     files, headers = s.files, s.headers
-    shapes = {(int(h.Rows), int(h.Columns)) for h in headers}
-    if len(shapes) > 1:
-        raise InputError(f"slices of series {s.uid} have different sizes {sorted(shapes)}", where)
+    check_slice_consistency(files, headers, where)
+    _check_pixel_bytes(files, headers, limit, where)
     if int(getattr(headers[0], "SamplesPerPixel", 1) or 1) != 1:
         raise InputError("colour DICOM images are not supported (SamplesPerPixel != 1)", files[0])
     try:
         ipps = np.stack([_vec(h, "ImagePositionPatient", 3, f) for h, f in zip(headers, files)])
         iops = np.stack([_vec(h, "ImageOrientationPatient", 6, f) for h, f in zip(headers, files)])
         spacing = _vec(headers[0], "PixelSpacing", 2, files[0])
+        if not np.all(np.isfinite(ipps)):
+            raise InputError("non-finite ImagePositionPatient", files[int(np.where(~np.isfinite(ipps))[0][0])])
     except InputError as exc:
         if len(files) == 1:  # secondary capture etc.: pixel grid without patient geometry
             ipps, iops, spacing = np.zeros((1, 3)), np.array([[1.0, 0, 0, 0, 1, 0]]), np.ones(2)
             log.warning("%s: %s; using a 1 mm identity grid", files[0], exc.message)
         else:
             raise
+    check_spacing(spacing, files[0], "PixelSpacing")
     iop = _check_orientation(iops, files, where)
+    _check_plane(iop, files[0])
     thick = float(getattr(headers[0], "SpacingBetweenSlices", 0) or getattr(headers[0], "SliceThickness", 0) or 1.0)
+    if not np.isfinite(thick) or thick <= 0:
+        thick = 1.0
     order, step, pos = _slice_axis(ipps, iop, files, where, thick, resample)
+    if pos is not None and not isinstance(pos, str):
+        n_out = int(np.floor(pos[-1] / float(np.linalg.norm(step)) + 1e-6)) + 1
+        check_claim((int(headers[0].Columns), int(headers[0].Rows), n_out), 4, where, limit,
+                    what="voxels after resampling")
     files_s = [files[i] for i in order]
     slopes = {(float(getattr(headers[i], "RescaleSlope", 1) or 1), float(getattr(headers[i], "RescaleIntercept", 0) or 0))
               for i in order}
@@ -326,11 +433,14 @@ def _fg(ds: Any, frame: Any, seq: str, attr: str) -> Any:
     return None
 
 
-def _load_multiframe(path: Path):
+def _load_multiframe(path: Path, limit: Optional[int] = None):
     """A multi-frame (Enhanced CT/MR or legacy multi-frame) file as ``(1, X, Y, Z)``."""
     import pydicom
     from pydicom.pixels import apply_rescale
 
+    head = _read_header(path)
+    if head is not None:
+        _check_pixel_bytes([str(path)], [head], limit, path)
     try:
         ds = pydicom.dcmread(str(path))
         frames = ds.pixel_array
@@ -351,6 +461,7 @@ def _load_multiframe(path: Path):
         if ipps.shape != (n, 3) or iops.shape != (n, 6) or ps is None:
             raise InputError("multi-frame DICOM lacks plane position/orientation/pixel measures per frame", path)
         spacing = np.array([float(v) for v in ps])
+        check_spacing(spacing, path, "PixelSpacing")
         vol = np.empty(frames.shape, dtype=np.float32)
         for i in range(n):
             slope = _fg(ds, per[i], "PixelValueTransformationSequence", "RescaleSlope")
@@ -368,7 +479,11 @@ def _load_multiframe(path: Path):
         iops = np.repeat(iop0[None], n, axis=0)
         vol = apply_rescale(frames, ds).astype(np.float32)
     names = [f"{path.name}#frame{i + 1}" for i in range(n)]
+    check_spacing(spacing, path, "PixelSpacing")
+    if not np.all(np.isfinite(ipps)):
+        raise InputError("non-finite ImagePositionPatient", path)
     iop = _check_orientation(iops, names, path)
+    _check_plane(iop, path)
     order, step, pos = _slice_axis(ipps, iop, names, path, float(thick), False)
     arr = np.ascontiguousarray(np.transpose(vol[order], (2, 1, 0)))
     affine = _affine(iop, spacing, ipps[order[0]], step)

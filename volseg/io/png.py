@@ -139,15 +139,36 @@ def labels_to_rgb(labels: np.ndarray, palette: Optional[Mapping] = None) -> np.n
 
 
 # -- reading ------------------------------------------------------------------------------------
-def read_png(path: PathLike, keep_palette_indices: bool = False) -> np.ndarray:
+def _check_png_header(path: PathLike, limit: Optional[int]) -> None:
+    """The size a PNG's IHDR claims, checked before PIL decodes (or refuses) it."""
+    import struct
+
+    from volseg.io._checks import check_claim
+    from volseg.io._checks import max_voxels as check_max_voxels
+
+    p = Path(path)
+    with open(p, "rb") as f:
+        head = f.read(29)
+    if len(head) < 29 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return  # not a PNG: PIL says so
+    width, height, depth, colour = struct.unpack(">IIBB", head[16:26])
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 4)
+    check_claim((width, height, channels), max(1, depth // 8), p, check_max_voxels(limit), p.stat().st_size,
+                "deflate", what="pixels")
+
+
+def read_png(path: PathLike, keep_palette_indices: bool = False, limit: Optional[int] = None) -> np.ndarray:
     """Read a PNG as stored: ``(X, Y)`` for single-channel, ``(X, Y, C)`` for RGB/RGBA.
 
     Palette-mode ("P") PNGs become RGB(A), or stay ``(X, Y)`` indices with ``keep_palette_indices``;
-    grey+alpha becomes RGBA. 16-bit grey stays uint16 (PIL's 32-bit "I" mode is cast back).
+    grey+alpha becomes RGBA. 16-bit grey stays uint16 (PIL's 32-bit "I" mode is cast back). The
+    size the header claims is checked against ``limit`` pixels (default ``$VOLSEG_MAX_VOXELS``)
+    and the file size before decoding.
     """
     from PIL import Image, UnidentifiedImageError
 
     try:
+        _check_png_header(path, limit)
         with Image.open(path) as img:
             if img.format != "PNG":
                 raise InputError(f"not a PNG file (format {img.format})", path)
@@ -156,7 +177,7 @@ def read_png(path: PathLike, keep_palette_indices: bool = False) -> np.ndarray:
             elif img.mode in ("LA", "PA"):
                 img = img.convert("RGBA")
             arr = np.array(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise InputError(f"not a readable PNG image ({exc.__class__.__name__}: {exc})", path) from None
     if arr.dtype == np.int32:  # PIL "I": a 16-bit grey PNG
         arr = arr.astype(np.uint16)
@@ -172,16 +193,16 @@ def png_full_scale(arr: np.ndarray) -> float:
     return 255.0 if arr.dtype == np.uint8 else 65535.0
 
 
-def read_png_gray(path: PathLike) -> RawImage:
+def read_png_gray(path: PathLike, limit: Optional[int] = None) -> RawImage:
     """A grey PNG as ``(1, X, Y)`` float32 holding the stored values, X = image column, Y = image row.
 
     RGB / RGBA / palette PNGs are accepted when every pixel is grey (R = G = B, alpha ignored);
     a true colour image raises InputError (colour label maps: :func:`load_png_label`).
     ``meta["png_max"]`` is the bit depth's full scale (:func:`png_full_scale`): the one intensity
     policy of the 2D workflow divides by it. The affine is a 3x3 2D identity (1 pixel = 1 mm,
-    origin at the top-left pixel centre).
+    origin at the top-left pixel centre). ``limit``: the most pixels accepted (see :func:`read_png`).
     """
-    arr = read_png(path)
+    arr = read_png(path, limit=limit)
     if arr.ndim == 3:
         rgb = arr[..., :3]
         if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):

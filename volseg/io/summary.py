@@ -12,28 +12,32 @@ from volseg.io._geometry import orientation_code, spacing_of, to_numpy
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def describe(path: PathLike, series: Optional[str] = None, resample: bool = False) -> Dict[str, Any]:
+def describe(path: PathLike, series: Optional[str] = None, resample: bool = False, *,
+             nonfinite: Union[str, float] = "error", max_voxels: Optional[int] = None) -> Dict[str, Any]:
     """A JSON-ready summary of an image: ``shape`` (X, Y, Z), ``spacing`` (mm), ``affine`` (4x4 RAS+
     mm, as nibabel reports it for the converted NIfTI), ``orientation`` (nibabel axis code, e.g.
     ``"LPS"``), ``origin`` (RAS mm of voxel 0), ``modality``, ``series`` (series found; DICOM),
     ``intensity_range`` [min, max], ``dtype``, ``format`` and ``channels``.
 
     A folder holding several DICOM series and no ``series`` choice is described by its series list.
+    ``nonfinite`` and ``max_voxels`` are :func:`volseg.io.load_volume`'s.
     """
     from volseg.errors import InputError
     from volseg.io.readers import read_image
 
     p = Path(path)
-    if p.is_dir() and series is None:
+    found = None
+    if p.is_dir():
         from volseg.io.dicom import find_dicom_series
 
-        found = find_dicom_series(p)
-        if len(found) > 1:
+        found = find_dicom_series(p)  # scanned once: its warnings are printed once
+        if len(found) > 1 and series is None:
             return {"path": str(p), "format": "dicom", "series": [s.summary() for s in found],
                     "note": "several series: pass --series UID to describe one"}
         if not found:
             raise InputError("no DICOM image series found (empty folder or no DICOM image files)", p)
-    img = read_image(p, series=series, resample=resample)
+    img = read_image(p, series=series, resample=resample, nonfinite=nonfinite, max_voxels=max_voxels,
+                     dicom_series=found)
     arr = to_numpy(img)
     affine = to_numpy(img.affine).astype(np.float64)
     meta = img.meta

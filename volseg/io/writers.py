@@ -6,19 +6,17 @@ overlay exactly in 3D Slicer, ITK-SNAP and mrview. NRRD/MHA/MHD are written with
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 
-from volseg._atomic import atomic_path, check_not_input, full_suffix
+from volseg._atomic import OUTPUT_SUFFIXES, atomic_files, atomic_path, check_not_input, full_suffix
 from volseg.errors import ConfigError, InputError
 from volseg.io._geometry import affine_of, itk_from_affine, to_numpy
 
 PathLike = Union[str, "os.PathLike[str]"]
-WRITE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
+WRITE_SUFFIXES = OUTPUT_SUFFIXES["volume"]
 
 
 def _spatial(arr: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -161,14 +159,8 @@ def _write_itk(arr: np.ndarray, affine: np.ndarray, path: Path) -> None:
 
 
 def _write_mhd(arr: np.ndarray, affine: np.ndarray, path: Path) -> None:
-    """``.mhd`` + ``.raw``/``.zraw`` pair: written in a temp folder, then both files renamed."""
+    """``.mhd`` + ``.zraw`` pair: written in a temp folder, then both files renamed (together)."""
     import SimpleITK as sitk
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_files([path, path.with_suffix(".zraw")]) as tmpdir:
         sitk.WriteImage(_itk_image(arr, affine), str(tmpdir / path.name), True)
-        for f in sorted(tmpdir.iterdir(), key=lambda q: q.suffix == ".mhd"):
-            os.replace(f, path.parent / f.name)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)

@@ -6,7 +6,7 @@ from volseg._lazy import lazy_getattr
 
 _LAZY = {
     "run_bundle": "volseg.training.run",
-    "parse_overrides": "volseg.training.run",
+    "parse_overrides": "volseg.bundles.config",
     "TrainingRecorder": "volseg.training.handlers",
     "PerLabelDice": "volseg.training.handlers",
     "PixelAccuracy": "volseg.training.handlers",
@@ -29,6 +29,7 @@ _LAZY = {
     "load_split": "volseg.training.setup",
     "build_network": "volseg.training.setup",
     "export_bundle": "volseg.training.bundle_export",
+    "BundleExport": "volseg.training.bundle_export",
 }
 
 __all__ = list(_LAZY)

@@ -19,17 +19,14 @@ def export_bundle(bundle_root: PathLike, output_dir: PathLike, overrides: Option
     """Make ``output_dir`` a self-contained bundle: copy ``configs/``, ``docs/`` and ``LICENSE`` from
     ``bundle_root`` and set the training run's settings (``overrides``, e.g. ``base_channels``) as
     top-level keys of the copied ``inference.json``, so ``volseg predict -m output_dir`` rebuilds
-    the same network. Nothing is copied when both folders are the same, or on a DDP rank other
-    than 0. Returns ``output_dir``.
+    the same network. Nothing is copied when both folders are the same. Returns ``output_dir``.
     """
     import shutil
-
-    from volseg.training.setup import is_rank0
 
     src, dst = Path(bundle_root), Path(output_dir)
     if not (src / "configs").is_dir():
         raise ConfigError(f"bundle_root has no configs/ folder: {src}")
-    if src.resolve() == dst.resolve() or not is_rank0():
+    if src.resolve() == dst.resolve():
         return dst
     for name in ("configs", "docs"):
         if (src / name).is_dir():
@@ -45,3 +42,24 @@ def export_bundle(bundle_root: PathLike, output_dir: PathLike, overrides: Option
         with atomic_path(inf) as tmp:
             tmp.write_text(json.dumps(cfg, indent=4) + "\n")
     return dst
+
+
+class BundleExport:
+    """Ignite handler for ``train.json``: when training completes, make ``output_dir`` a
+    self-contained bundle (:func:`export_bundle`) with the run's model ``settings`` (``@roi_size``,
+    ``@channels``, ...), whether the run came from ``volseg train`` or ``python -m monai.bundle run``."""
+
+    def __init__(self, bundle_root: PathLike, output_dir: PathLike, settings: Optional[Mapping[str, Any]] = None):
+        self.bundle_root, self.output_dir, self.settings = bundle_root, output_dir, dict(settings or {})
+        self.exported: Optional[Path] = None
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Any = None) -> None:
+        from volseg.training.setup import is_rank0
+
+        if is_rank0():
+            self.exported = export_bundle(self.bundle_root, self.output_dir, self.settings)

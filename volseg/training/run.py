@@ -5,30 +5,14 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
-from volseg.errors import ConfigError, VolsegError
+from volseg.errors import ConfigError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def parse_overrides(items: Sequence[str]) -> Dict[str, Any]:
-    """``["max_epochs=3", "roi_size=[64,64,64]", "device=cpu"]`` -> dict (values parsed as JSON when they parse)."""
-    import json
-
-    out: Dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r} must look like key=value (e.g. max_epochs=5)")
-        try:
-            out[key.strip()] = json.loads(value)
-        except ValueError:
-            out[key.strip()] = value
-    return out
-
-
 def run_bundle(bundle: PathLike, dataset_dir: PathLike, output_dir: Optional[PathLike] = None,
                overrides: Optional[Mapping[str, Any]] = None, config_files: Optional[Sequence[PathLike]] = None,
-               run_id: str = "training") -> Dict[str, Any]:
+               run_id: str = "training", trusted: bool = False) -> Dict[str, Any]:
     """Train ``bundle`` (a folder with ``configs/train.json``) on ``dataset_dir``.
 
     ``output_dir`` defaults to the bundle folder; ``overrides`` are top-level config keys
@@ -37,7 +21,9 @@ def run_bundle(bundle: PathLike, dataset_dir: PathLike, output_dir: Optional[Pat
     "model_path", "metrics_csv", "curves", "history", "bundle"}`` and, when the bundle tests a held-out
     split (``test#handlers`` with a ``SplitMetricsWriter``), ``"test_metrics"``. A separate ``output_dir``
     becomes a self-contained trained bundle (configs with this run's settings + ``models/``),
-    ready for ``volseg predict -m output_dir``.
+    ready for ``volseg predict -m output_dir``. The configs are checked first
+    (:func:`volseg.bundles.trust.check_bundle_files`): code outside the safe subset raises
+    ``ConfigError`` unless ``trusted=True`` (``volseg train --trust-bundle``).
     """
     from monai.bundle import ConfigWorkflow
 
@@ -46,6 +32,9 @@ def run_bundle(bundle: PathLike, dataset_dir: PathLike, output_dir: Optional[Pat
     if not (cfg_dir / "train.json").is_file() and not config_files:
         raise ConfigError(f"not a training bundle (no configs/train.json): {root}")
     files = [str(p) for p in (config_files or [cfg_dir / "train.json"])]
+    from volseg.bundles.trust import check_bundle_files
+
+    check_bundle_files(files, trusted=trusted)
     meta = cfg_dir / "metadata.json"
     logging_conf = cfg_dir / "logging.conf"
     override: Dict[str, Any] = {"bundle_root": str(root), "dataset_dir": str(dataset_dir)}
@@ -60,9 +49,9 @@ def run_bundle(bundle: PathLike, dataset_dir: PathLike, output_dir: Optional[Pat
         wf.initialize()
         wf.run()
     except RuntimeError as exc:  # monai.bundle wraps component errors: surface volseg's one-line error
-        cause: Optional[BaseException] = exc
-        while cause is not None and not isinstance(cause, VolsegError):
-            cause = cause.__cause__ or cause.__context__
+        from volseg.bundles.config import unwrap_error
+
+        cause = unwrap_error(exc)
         if cause is not None:
             raise cause from None
         raise
@@ -77,12 +66,14 @@ def run_bundle(bundle: PathLike, dataset_dir: PathLike, output_dir: Optional[Pat
     if tests:
         result["test_metrics"] = tests[0].metrics
     wf.finalize()
-    if "export" in wf.parser:  # the bundle exports itself (with its resolved settings)
-        result["bundle"] = str(output_dir or root)
-    elif output_dir is not None and "model_path" in result:
-        from volseg.training.bundle_export import export_bundle
+    if output_dir is not None and "model_path" in result:
+        from volseg.training.bundle_export import BundleExport, export_bundle
         from volseg.training.setup import is_rank0
 
-        if is_rank0():
+        exported = [h.exported for h in wf.parser.get_parsed_content("train#handlers")
+                    if isinstance(h, BundleExport) and h.exported is not None]
+        if exported:  # train.json's own BundleExport did it, as under python -m monai.bundle run
+            result["bundle"] = str(exported[0])
+        elif is_rank0():
             result["bundle"] = str(export_bundle(root, output_dir, overrides))
     return result
