@@ -17,8 +17,8 @@ from volseg.training import recipe_config_files, run_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "bundles" / "lung_png2d"
-SMALL_NET = {"_target_": "monai.networks.nets.UNet", "spatial_dims": 2, "in_channels": 1, "out_channels": "@num_classes",
-             "channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1}
+SMALL_NET = {"_target_": "monai.networks.nets.UNet", "spatial_dims": 2, "in_channels": 1,
+             "out_channels": "@num_classes", "channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1}
 TINY = {"network_def": SMALL_NET, "roi_size": [32, 32], "batch_size": 4, "device": "cpu", "learning_rate": 5e-3,
         "patience_steps": 0}
 
@@ -61,7 +61,8 @@ def test_png_workflow_end_to_end(png_dataset: Path, tmp_path: Path) -> None:
         with Image.open(out / name) as im:
             assert im.size[0] > 500, name
     ckpt = torch.load(res["checkpoint"], weights_only=True)
-    assert {"model", "optimizer", "scheduler", "history"} <= set(ckpt) and ckpt["scheduler"]["last_epoch"] == res["epochs"]
+    assert {"model", "optimizer", "scheduler", "history"} <= set(ckpt)
+    assert ckpt["scheduler"]["last_epoch"] == res["epochs"]
     exported = json.loads((out / "configs" / "inference.json").read_text())  # the run is a bundle of its own
     assert exported["roi_size"] == [32, 32] and exported["bundle_root"] == str(out.resolve())
 

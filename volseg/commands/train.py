@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bundle folder, or the name of a bundle shipped with volseg (e.g. ct_unet3d), then "
                              "top-level bundle keys, values as JSON: max_epochs=5 roi_size=[64,64,64] device=cpu")
     parser.add_argument("--dataset-dir", required=True, nargs="+", action=_ValueThenOverrides, metavar="DIR",
-                        help="dataset folder (MSD dataset.json or imagesTr/labelsTr; lung_png2d: images/ + labels/ PNGs)")
+                        help="dataset folder (MSD dataset.json or imagesTr/labelsTr; lung_png2d: images/ + "
+                             "labels/ PNGs)")
     parser.add_argument("--output-dir", default=None, nargs="+", action=_ValueThenOverrides, metavar="DIR",
                         help="where models/ and logs/ go (default: the bundle folder)")
     parser.add_argument("--recipe", default=None, nargs="+", action=_ValueThenOverrides, metavar="NAME",

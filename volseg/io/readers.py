@@ -40,7 +40,8 @@ def load_volume(
     ``path``: a DICOM folder (searched recursively, grouped by SeriesInstanceUID; ``series`` picks
     one by UID or UID prefix), a single DICOM file (multi-frame Enhanced CT/MR included), ``.nii``,
     ``.nii.gz``, ``.nrrd``, ``.mha``/``.mhd`` or a grey ``.png`` (:func:`volseg.io.png.read_png_gray`).
-    An in-memory ``MetaTensor`` is returned unchanged. ``ndim=3`` requires a 3D volume (2D or 4D inputs raise ``InputError``).
+    An in-memory ``MetaTensor`` is returned unchanged. ``ndim=3`` requires a 3D volume (2D or 4D
+    inputs raise ``InputError``).
     ``resample=True`` lets DICOM series with missing slices / non-uniform spacing be resampled onto a
     uniform grid instead of failing. Returns ``(C, X, Y, Z)`` (PNG: ``(1, X, Y)``), CT in HU.
 

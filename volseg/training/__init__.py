@@ -1,5 +1,6 @@
 """Training-bundle pieces: setup builders, handlers (resume, history, checkpoints, CSV, curves,
-early stop, accuracy, split metrics), plots, recipes and :func:`run_bundle`. Names load lazily so ``import volseg.training`` stays light."""
+early stop, accuracy, split metrics), plots, recipes and :func:`run_bundle`. Names load lazily so
+``import volseg.training`` stays light."""
 from __future__ import annotations
 
 from volseg._lazy import lazy_getattr

@@ -155,7 +155,8 @@ class SplitMetricsWriter:
         w.writerow(["metric", "value"])
         for k, v in m.items():
             for name, val in (v.items() if isinstance(v, dict) else [(None, v)]):
-                w.writerow([f"{k}_{name}" if name else k, "" if val is None else (f"{val:.6g}" if isinstance(val, float) else val)])
+                text = "" if val is None else (f"{val:.6g}" if isinstance(val, float) else val)
+                w.writerow([f"{k}_{name}" if name else k, text])
         with atomic_path(self.out / "test_metrics.csv") as tmp:
             tmp.write_text(buf.getvalue())
         if self._samples:
@@ -294,8 +295,8 @@ class TrainingRecorder:
         if self.rank0 and self.progress:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=engine.state.epoch_length, desc=f"epoch {engine.state.epoch}/{engine.state.max_epochs}",
-                             leave=False, dynamic_ncols=True)
+            self._bar = tqdm(total=engine.state.epoch_length, leave=False, dynamic_ncols=True,
+                             desc=f"epoch {engine.state.epoch}/{engine.state.max_epochs}")
 
     def _iteration(self, engine: Any) -> None:
         out = engine.state.output
@@ -326,7 +327,8 @@ class TrainingRecorder:
             if value == value and self.sign * (value - self.best_metric) > self.min_delta:
                 self.best_metric, self.best_epoch, self.bad_validations, improved = value, epoch, 0, True
                 if self.restore_best:
-                    self._best_state = {k: v.detach().cpu().clone() for k, v in unwrap(self.network).state_dict().items()}
+                    state = unwrap(self.network).state_dict()
+                    self._best_state = {k: v.detach().cpu().clone() for k, v in state.items()}
             else:
                 self.bad_validations += 1
         row["seconds"] = time.perf_counter() - self._t0
@@ -341,7 +343,8 @@ class TrainingRecorder:
                 self._write_curves()
             msg = f"epoch {epoch}/{engine.state.max_epochs}: loss {row['loss']:.4f} ({row['seconds']:.1f} s)"
             if validated:
-                msg += f", {self.key_metric} {row.get(self.key_metric, float('nan')):.4f} (best {self.best_metric:.4f} @ {self.best_epoch})"
+                msg += (f", {self.key_metric} {row.get(self.key_metric, float('nan')):.4f} "
+                        f"(best {self.best_metric:.4f} @ {self.best_epoch})")
             print(msg, flush=True)
         if validated and self.effective_patience > 0 and self.bad_validations >= self.effective_patience:
             if self.rank0:

@@ -165,8 +165,8 @@ class LoadPNGLabeld(MapTransform):
                                  f"({img.shape[1]}x{img.shape[2]})", path)
             meta = {"filename_or_obj": str(path), "source_format": "png", "space": "RAS",
                     "spatial_shape": np.asarray(lab.shape)}
-            d[key] = MetaTensor(torch.from_numpy(lab[None].astype(np.float32)), affine=torch.eye(3, dtype=torch.float64),
-                                meta=meta)
+            d[key] = MetaTensor(torch.from_numpy(lab[None].astype(np.float32)),
+                                affine=torch.eye(3, dtype=torch.float64), meta=meta)
         return d
 
 
