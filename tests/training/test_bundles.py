@@ -131,6 +131,11 @@ def test_resume_keeps_epochs_and_history(ct_dataset, tmp_path):
     assert [float(r["loss"]) for r in rows[:2]] == pytest.approx([h["loss"] for h in first["history"]], rel=1e-4)
     ckpt = torch.load(tmp_path / "models" / "checkpoint_last.pt", weights_only=True)
     assert ckpt["epoch"] == 3 and {"model", "optimizer", "scheduler", "history"} <= set(ckpt)
+    assert ckpt["optimizer"]["state"], "the optimizer's moments are checkpointed"
+    # the best over all epochs, those before the resume included (test_resume.py checks model.pt)
+    scores = [h["val_mean_dice"] for h in second["history"]]
+    assert second["best_metric"] == pytest.approx(max(scores))
+    assert second["best_epoch"] == 1 + scores.index(max(scores))
 
 
 def test_early_stopping(ct_dataset, tmp_path):
