@@ -78,40 +78,9 @@ def _sandbox(tmp: Path) -> Path:
     return tmp
 
 
-def _pending(body: str) -> str:
-    """Why a block cannot run yet (a command or bundle other parts have not delivered), or ''."""
-    for cmd in sorted(set(re.findall(r"\bvolseg (\w+)", body))):
-        res = subprocess.run([sys.executable, "-m", "volseg", cmd, "--help"], capture_output=True, encoding="utf-8", errors="replace")
-        if "not implemented yet" in res.stdout or res.returncode != 0:
-            return f"'volseg {cmd}' not implemented yet"
-    for name in re.findall(r"bundles/(\w+)/", body):
-        if not (REPO / "bundles" / name / "configs").is_dir():
-            return f"bundle {name} not written yet"
-    if "lung_png2d" in body or "lung2d" in body:
-        import volseg.networks as networks
-
-        if not hasattr(networks, "create_network"):
-            return "volseg.networks.create_network (unet_classic) not written yet"
-    if re.search(r"volseg predict|inference\.json", body):
-        import volseg.transforms as transforms
-
-        if not hasattr(transforms, "LoadVolumed"):
-            return "volseg.transforms.LoadVolumed (used by inference.json) not written yet"
-    if "volseg demo" in body:
-        from tests.workflow.test_demo import _missing
-
-        if _missing():
-            return f"the demo needs {', '.join(_missing())}"
-    return ""
-
-
 def _run_page(page: Path, tags: Tuple[str, ...], tmp: Path) -> None:
     blocks = [b for b in _blocks(page) if b[0] == "bash" and set(tags) & set(b[1])]
-    if not blocks:
-        pytest.skip(f"{page.name} has no {'/'.join(tags)} blocks")
-    why = next((w for w in (_pending(b[2]) for b in blocks) if w), "")
-    if why:
-        pytest.skip(f"{page.name}: {why}")
+    assert blocks, f"{page.name} has no {'/'.join(tags)} blocks"
     cwd = _sandbox(tmp)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
