@@ -1,68 +1,108 @@
-"""Labels back onto the source grid without MONAI's sampling grid: identical to ``Invertd``
-(nearest) except where a source voxel lies exactly half-way between two model voxels."""
+"""Separable inversion onto the source grid equals MONAI's Invertd: probabilities to float32 rounding,
+labels everywhere except exact ties (a source voxel half-way between two model voxels)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from volseg.inference.invert import tie_voxels
-
-ROT = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])  # permuted and flipped axes
+from volseg.inference.invert import inverse_axis_maps, resample_to_source, tie_voxels
 
 
-@pytest.mark.parametrize("spacing,pixdim,direction", [
-    ((0.8, 0.8, 1.5), (1.5, 1.5, 2.0), None),        # CT to the ct_unet3d grid
-    ((1.0, 1.0, 1.0), (2.0, 2.0, 2.0), None),        # many exact ties
-    ((0.7, 1.1, 2.5), (1.0, 1.0, 1.0), ROT),         # anisotropic, non-RAS axes
-    ((0.9, 0.9, 3.0), (0.45, 0.45, 1.5), None),      # upsampling
-])
-def test_matches_invertd_except_at_exact_ties(spacing, pixdim, direction):
+def _rot(a: float, b: float, c: float) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_euler("xyz", [a, b, c], degrees=True).as_matrix()
+
+
+def _affine(linear: np.ndarray, origin=(3.0, -4.0, 5.0)) -> np.ndarray:
+    a = np.eye(4)
+    a[:3, :3], a[:3, 3] = linear, origin
+    return a
+
+
+def _threshold(x):
+    return x > 0.3
+
+
+GRIDS = {
+    "las_anisotropic": ((20, 18, 9), _affine(np.diag([-0.8, 0.9, 2.5]))),
+    "cyclic_sagittal": ((11, 20, 17), _affine(np.array([[0, 0, 1.3], [1.1, 0, 0], [0, 0.7, 0]]))),
+    "cyclic_other_way": ((13, 9, 16), _affine(np.array([[0, 0.9, 0], [0, 0, -1.2], [1.4, 0, 0]]))),
+    "oblique": ((16, 15, 12), _affine(_rot(10, -5, 20) @ np.diag([0.9, 1.1, 2.0]))),
+}
+
+
+def _chains():
+    from monai.transforms import (CropForegroundd, DivisiblePadd, Flipd, Orientationd, Resized, ResizeWithPadOrCropd,
+                                  Spacingd, SpatialPadd)
+
+    return {
+        "spacing": [Orientationd("image", axcodes="RAS"), Spacingd("image", pixdim=(1.5, 1.3, 2.0), mode="bilinear")],
+        "spacing_zeros_crop_pad_flip": [
+            Orientationd("image", axcodes="RAS"),
+            Spacingd("image", pixdim=(1.0, 1.0, 2.0), mode="bilinear", padding_mode="zeros"),
+            CropForegroundd("image", source_key="image", select_fn=_threshold, margin=1, allow_smaller=False),
+            SpatialPadd("image", (20, 20, 12)), DivisiblePadd("image", 4), Flipd("image", spatial_axis=1)],
+        "lps_target_resize": [Orientationd("image", axcodes="LPS"), Resized("image", spatial_size=(16, 16, -1)),
+                              ResizeWithPadOrCropd("image", (20, 12, 9))],
+    }
+
+
+@pytest.mark.parametrize("grid", sorted(GRIDS))
+@pytest.mark.parametrize("chain", ["spacing", "spacing_zeros_crop_pad_flip", "lps_target_resize"])
+def test_matches_invertd(grid, chain):
     from monai.data import MetaTensor
-    from monai.transforms import Compose, CropForegroundd, EnsureTyped, Invertd, Orientationd, Spacingd
+    from monai.transforms import Compose, Invertd
 
-    from volseg.data import make_phantom
-    from volseg.inference.invert import only_axis_aligned, resample_labels_nearest
-
-    img = make_phantom(shape=(96, 90, 40), spacing=spacing, direction=direction, seed=1).image
-    pre = Compose([EnsureTyped("image"), Orientationd("image", axcodes="RAS"),
-                   Spacingd("image", pixdim=pixdim, mode="bilinear"),
-                   CropForegroundd("image", source_key="image", select_fn=lambda x: x > -900, margin=2,
-                                   allow_smaller=True)])
-    x = pre({"image": img})["image"]
-    assert only_axis_aligned(x.applied_operations)
-    lab = (x > -500).to(torch.uint8) + (x > 200).to(torch.uint8)
-    fast = resample_labels_nearest(lab, x.affine, img.affine, img.shape[1:])
-    pred = MetaTensor(lab.float(), affine=x.affine, meta=dict(x.meta))
-    ref = Invertd("pred", transform=pre, orig_keys="image", nearest_interp=True)({"image": x, "pred": pred})["pred"]
-    ref = torch.as_tensor(ref).round().to(torch.uint8)
-    assert fast.shape == ref.shape and fast.dtype == torch.uint8
-    tie = tie_voxels(x.affine, img.affine, img.shape[1:])
-    diff = (fast != ref)[0].numpy()
-    assert not (diff & ~tie).any(), "a voxel that is not a tie differs from MONAI's Invertd"
-    assert diff.mean() < 0.05
-
-
-def test_oblique_grids_and_unknown_transforms_fall_back():
-    from volseg.inference.invert import axis_map, only_axis_aligned, resample_labels_nearest
-
-    c, s = np.cos(0.3), np.sin(0.3)
-    oblique = np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
-    assert axis_map(np.eye(4), oblique) is None
-    assert resample_labels_nearest(torch.zeros(1, 4, 4, 4, dtype=torch.uint8), np.eye(4), oblique, (4, 4, 4)) is None
-    assert not only_axis_aligned([{"class": "Rotated"}])
-    assert only_axis_aligned([{"class": "Orientation"}, {"class": "SpatialResample", "extra_info": {}}])
-    assert not only_axis_aligned([{"class": "SpatialResample", "extra_info": {"align_corners": True}}])
+    shape, affine = GRIDS[grid]
+    torch.manual_seed(0)
+    src = MetaTensor(torch.rand(1, *shape), affine=torch.tensor(affine))
+    pre = Compose(_chains()[chain])
+    x = pre({"image": src})["image"]
+    pred = MetaTensor(torch.rand(3, *x.shape[1:]), affine=x.affine, meta=dict(x.meta))
+    for nearest in (False, True):
+        ref = Invertd("pred", transform=pre, orig_keys="image", nearest_interp=nearest)({"image": x, "pred": pred})
+        ref = ref["pred"].as_tensor()
+        maps = inverse_axis_maps(x.applied_operations, x.affine, x.shape[1:], src.affine, src.shape[1:],
+                                 nearest=nearest)
+        assert maps is not None, f"{chain} on {grid} should be separable"
+        got = resample_to_source(pred.as_tensor(), maps)
+        assert got.shape == ref.shape
+        if not nearest:
+            torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
+        else:
+            differ = (got != ref).any(0).numpy()
+            assert not (differ & ~tie_voxels(x.affine, src.affine, shape)).any()
 
 
-def test_outside_the_model_grid_is_background():
-    from volseg.inference.invert import resample_labels_nearest
+def test_axis_maps_follow_columns_not_rows():
+    """Cyclic storage: source axis j takes model axis p where column j of the grid map is non-zero."""
+    from monai.data import MetaTensor
+    from monai.transforms import Compose, Orientationd
 
-    lab = torch.ones(1, 4, 4, 4, dtype=torch.uint8)
-    model = np.diag([2.0, 2.0, 2.0, 1.0])
-    model[:3, 3] = 4.0  # model voxel centres at 4, 6, 8, 10 mm; source voxels at 0, 1, ..., 13 mm
-    out = resample_labels_nearest(lab, model, np.eye(4), (14, 14, 14))[0]
-    # 3 mm and 11 mm are ties (half-way to a model voxel): half to even puts 3 mm in, 11 mm out
-    inside = np.zeros(14, bool)
-    inside[3:11] = True
-    np.testing.assert_array_equal(out.numpy(), np.einsum("i,j,k->ijk", inside, inside, inside).astype(np.uint8))
+    shape, affine = GRIDS["cyclic_sagittal"]
+    src = MetaTensor(torch.rand(1, *shape), affine=torch.tensor(affine))
+    x = Compose([Orientationd("image", axcodes="RAS")])({"image": src})["image"]
+    maps = inverse_axis_maps(x.applied_operations, x.affine, x.shape[1:], src.affine, src.shape[1:], nearest=True)
+    assert [(m.source_axis, m.model_axis) for m in maps] == [(0, 1), (1, 2), (2, 0)]  # A, S, R columns
+    torch.testing.assert_close(resample_to_source(x.as_tensor(), maps), src.as_tensor())
+
+
+def test_rotations_are_left_to_monai():
+    from monai.data import MetaTensor
+    from monai.transforms import Compose, Rotated
+
+    src = MetaTensor(torch.rand(1, 12, 12, 8), affine=torch.eye(4, dtype=torch.float64))
+    x = Compose([Rotated("image", angle=0.3)])({"image": src})["image"]
+    assert inverse_axis_maps(x.applied_operations, x.affine, x.shape[1:], src.affine, src.shape[1:]) is None
+
+
+def test_a_wrong_source_grid_is_refused():
+    from monai.data import MetaTensor
+    from monai.transforms import Compose, Spacingd
+
+    src = MetaTensor(torch.rand(1, 12, 12, 8), affine=torch.eye(4, dtype=torch.float64))
+    x = Compose([Spacingd("image", pixdim=(2.0, 2.0, 2.0))])({"image": src})["image"]
+    other = torch.diag(torch.tensor([1.0, 1.0, 1.5, 1.0], dtype=torch.float64))
+    assert inverse_axis_maps(x.applied_operations, x.affine, x.shape[1:], other, src.shape[1:]) is None

@@ -11,7 +11,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="DICOM series folder, .nii/.nii.gz/.nrrd/.mha file, folder of volumes, or dataset.json")
     parser.add_argument("-o", "--output", required=True,
                         help="mask file (.nii.gz or .seg.dcm, one input) or output folder (<case>.nii.gz per input)")
-    parser.add_argument("-m", "--model", required=True, help="trained bundle folder (configs/inference.json + models/model.pt)")
+    parser.add_argument("-m", "--model", required=True,
+                        help="MONAI bundle folder (configs/inference.json or .yaml + models/model.pt), a training "
+                             "output folder (models/model.pt; give --config) or a weights file")
+    parser.add_argument("--config", nargs="+", default=None, metavar="PATH",
+                        help="the bundle that defines the inference (folder or config files, merged in order); "
+                             "default: the model folder's configs/inference.json|yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a bundle config item before anything is built, as monai.bundle run's --KEY VALUE "
+                             "(any id, '#' paths: --set inferer#overlap=0.5); repeatable")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the full-size mask is kept")
     parser.add_argument("--sw-device", default=None, choices=["cpu", "cuda"],
                         help="where the network windows run and are blended, a few slabs at a time (default: "
@@ -23,12 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action="store_true", help="average all mirrorings of the spatial axes (2^dims x slower)")
     parser.add_argument("--no-amp", action="store_true", help="disable float16 autocast on CUDA")
     parser.add_argument("--backend", default="auto", choices=["auto", "eager", "compiled"],
-                        help="auto: compiled fast path for scans of 48+ windows (CPU), eager PyTorch for smaller "
-                             "ones; compiled: always the fast path; eager: never")
+                        help="auto: the fastest forward pass that needs no per-process compilation; eager: plain "
+                             "PyTorch; compiled: torch.compile (seconds of compilation in every process)")
     parser.add_argument("--format", default="nifti", choices=["nifti", "dicom-seg", "both"],
                         help="mask format; dicom-seg needs a DICOM input")
-    parser.add_argument("--save-probabilities", nargs="?", const="uint8", default=False, choices=["uint8", "float16"],
-                        help="also write <case>_prob.nii.gz (uint8 x 1/255, or float16)")
+    parser.add_argument("--save-probabilities", nargs="?", const="uint8", default=False, choices=["uint8", "float32"],
+                        help="also write <case>_prob.nii.gz (uint8 x 1/255, or float32)")
     parser.add_argument("--stats", action="store_true", help="write <case>_stats.csv/.json: voxels, mL, mean intensity")
     parser.add_argument("--overlay", action="store_true", help="write <case>_overlay.png (radiological display)")
     parser.add_argument("--keep-largest", action="store_true", help="keep the largest connected component per label")
@@ -37,10 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from volseg.inference.predictor import predict
+    from volseg.bundles.config import parse_overrides
+    from volseg.inference.batch import predict
 
     result = predict(
-        args.input, args.output, model=args.model, device=args.device, sw_device=args.sw_device,
+        args.input, args.output, model=args.model, config=args.config, overrides=parse_overrides(args.overrides),
+        device=args.device, sw_device=args.sw_device,
         roi_size=args.roi_size, overlap=args.overlap, sw_batch_size=args.sw_batch_size, tta=args.tta,
         amp=not args.no_amp, keep_largest=args.keep_largest, format=args.format,
         save_probabilities=args.save_probabilities, stats=args.stats, overlay=args.overlay, series=args.series,

@@ -1,0 +1,331 @@
+"""Execute a bundle's inferer and postprocessing on one preprocessed image, streamed.
+
+A bundle's ``postprocessing`` is read as a chain (:func:`read_chain`): per-voxel steps on the
+model grid (``Activationsd`` softmax/sigmoid, ``AsDiscreted`` argmax/threshold), an ``Invertd``
+back to the source grid (bilinear of probabilities, or nearest of labels, as the bundle says),
+per-voxel steps on the source grid, then whatever else (``KeepLargestConnectedComponentd``,
+``Lambdad``, ...), and a saver, which ``volseg predict`` replaces by its own writers.
+
+:func:`run_chain` runs the fused prefix slab by slab: the sliding-window slabs
+(:func:`volseg.inference.sliding.blend_slabs`) go through the per-voxel steps and the separable
+inverse (:mod:`volseg.inference.invert`) straight into the source-grid output, so no full-size
+float map of all classes exists. The remaining transforms are MONAI's own, applied to the full
+result; where volseg cannot stream a step (a rotation to invert, an unknown transform before the
+inversion), it materialises the output there and hands the rest to MONAI (correct first), saying
+so in the debug log.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from volseg.errors import ConfigError
+from volseg.inference.invert import AxisMap, inverse_axis_maps, resample_axis
+from volseg.inference.sliding import Slab, WindowSpec, blend_slabs
+
+log = logging.getLogger(__name__)
+
+SAVERS = ("SaveImaged", "SaveImage", "SaveMaskd")
+PASS_THROUGH = ("EnsureTyped", "ToDeviced", "ToTensord", "Identityd", "CopyItemsd")
+
+
+@dataclass
+class VoxelStep:
+    """A per-voxel step: ``softmax``/``sigmoid`` (over channels) or ``argmax``/``threshold``."""
+
+    kind: str
+    threshold: float = 0.5
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "softmax":
+            return torch.softmax(x.float(), dim=0)
+        if self.kind == "sigmoid":
+            return torch.sigmoid(x.float())
+        if self.kind == "argmax":
+            return torch.argmax(x, dim=0, keepdim=True).to(torch.uint8 if x.shape[0] <= 256 else torch.int16)
+        if self.kind == "threshold":
+            return (x >= self.threshold).to(torch.uint8)
+        raise ConfigError(f"unknown per-voxel step {self.kind!r}")
+
+    @property
+    def discrete(self) -> bool:
+        return self.kind in ("argmax", "threshold")
+
+
+@dataclass
+class Chain:
+    """A bundle's postprocessing as volseg runs it: ``before`` (model grid), ``invert`` (``None``:
+    no inversion; else ``{"nearest": bool}``), ``after`` (source grid), then ``rest`` (MONAI
+    transforms on the full result). ``note`` says why ``rest`` starts where it does."""
+
+    key: str = "pred"
+    image_key: str = "image"
+    before: List[VoxelStep] = field(default_factory=list)
+    invert: Optional[Dict[str, Any]] = None
+    after: List[VoxelStep] = field(default_factory=list)
+    rest: List[Any] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def steps(self) -> List[VoxelStep]:
+        return self.before + self.after
+
+
+def _per_key(values: Any, index: int) -> Any:
+    return values[index] if isinstance(values, (list, tuple)) else values
+
+
+def _voxel_step(t: Any, key: str) -> Optional[List[VoxelStep]]:
+    """The per-voxel steps ``t`` (an ``Activationsd``/``AsDiscreted``) does to ``key``; ``None`` if
+    it does something else (an ``other`` activation, one-hot, rounding, another ``dim``)."""
+    name = type(t).__name__
+    keys = list(getattr(t, "keys", ()))
+    if key not in keys:
+        return []
+    i = keys.index(key)
+    kwargs = dict(getattr(getattr(t, "converter", None), "kwargs", {}) or {})
+    if name == "Activationsd":
+        if _per_key(t.other, i) is not None or kwargs.get("dim", 0) != 0:
+            return None
+        steps = [VoxelStep("sigmoid")] if _per_key(t.sigmoid, i) else []
+        return steps + ([VoxelStep("softmax")] if _per_key(t.softmax, i) else [])
+    if name == "AsDiscreted":
+        if (t.to_onehot[i] is not None or _per_key(t.rounding, i) is not None or kwargs.get("dim", 0) != 0
+                or not kwargs.get("keepdim", True)):
+            return None
+        steps = [VoxelStep("argmax")] if _per_key(t.argmax, i) else []
+        if t.threshold[i] is not None:
+            steps.append(VoxelStep("threshold", float(t.threshold[i])))
+        return steps
+    return None
+
+
+def read_chain(postprocessing: Any, key: str = "pred", image_key: str = "image") -> Chain:
+    """Read a bundle's ``postprocessing`` (a MONAI ``Compose`` or ``None``) into a :class:`Chain`.
+    No postprocessing at all means volseg's default: softmax, bilinear inversion, argmax."""
+    chain = Chain(key=key, image_key=image_key)
+    if postprocessing is None:
+        chain.before, chain.invert, chain.after = [VoxelStep("softmax")], {"nearest": False}, [VoxelStep("argmax")]
+        return chain
+    transforms = list(getattr(postprocessing, "transforms", [postprocessing]))
+    for pos, t in enumerate(transforms):
+        name = type(t).__name__
+        if name in SAVERS:
+            break
+        if name in PASS_THROUGH:
+            continue
+        steps = _voxel_step(t, key) if name in ("Activationsd", "AsDiscreted") else None
+        if steps is not None and not chain.rest:
+            (chain.after if chain.invert is not None else chain.before).extend(steps)
+            continue
+        if name == "Invertd" and chain.invert is None and not chain.rest and key in list(t.keys):
+            i = list(t.keys).index(key)
+            orig = _per_key(t.orig_keys, i)
+            if orig == image_key and _per_key(t.post_func, i) is None:
+                chain.invert = {"nearest": bool(_per_key(t.nearest_interp, i)), "transform": t.transform}
+                continue
+        if not chain.rest:
+            chain.note = f"{name} (step {pos + 1} of the postprocessing) and what follows run as MONAI transforms"
+        chain.rest.append(t)
+    return chain
+
+
+@dataclass
+class Output:
+    """What the chain produced for one case: ``value`` ``(C, *grid)`` on the source grid (or the
+    model grid when the bundle does not invert), ``probabilities`` ``(L, *grid)`` when asked."""
+
+    value: torch.Tensor
+    affine: Any
+    probabilities: Optional[torch.Tensor] = None
+
+
+class _ToSource:
+    """Turns model-grid slabs (in order along the last model axis) into source-grid values."""
+
+    def __init__(self, maps: Sequence[AxisMap], source_shape: Sequence[int], before: Sequence[VoxelStep],
+                 after: Sequence[VoxelStep], device: torch.device):
+        nd = len(source_shape)
+        self.stream = next(m for m in maps if m.model_axis == nd - 1)
+        self.inplane = sorted((m for m in maps if m.model_axis != nd - 1), key=lambda m: m.model_axis)
+        self.before, self.after = list(before), list(after)
+        self.shape = [int(s) for s in source_shape]
+        self.device = device
+        need = self.stream.needed()
+        first = np.where(self.stream.weight != 0, self.stream.index, np.iinfo(np.int64).max).min(axis=1)
+        self.order = np.argsort(need, kind="stable")
+        self.need = need
+        self.low = np.minimum.accumulate(first[self.order][::-1])[::-1]  # smallest model index still needed
+        # in-plane source axes, in the order they appear in the cached (model-axis-ordered) slices
+        self.perm = [1 + [m.source_axis for m in self.inplane].index(j) for j in range(nd) if j != self.stream.source_axis]
+        self.cache: Dict[int, torch.Tensor] = {}
+        self.pos = 0
+        self.out: Optional[torch.Tensor] = None
+
+    def push(self, z0: int, z1: int, slab: torch.Tensor) -> None:
+        t = slab
+        for step in self.before:
+            t = step(t)
+        for m in self.inplane:
+            t = resample_axis(t, 1 + m.model_axis, m)
+        for k in range(z1 - z0):
+            self.cache[z0 + k] = t[..., k]
+        self._emit(z1)
+
+    def finish(self) -> torch.Tensor:
+        self._emit(np.iinfo(np.int64).max)
+        return self.out
+
+    def _emit(self, front: int) -> None:
+        axis = self.stream.source_axis
+        gather = self.stream.is_gather
+        while self.pos < len(self.order) and self.need[self.order[self.pos]] < front:
+            s = int(self.order[self.pos])
+            val = None
+            for k, w in zip(self.stream.index[s], self.stream.weight[s]):
+                if w == 0:
+                    continue
+                term = self.cache[int(k)] if gather else self.cache[int(k)] * float(w)
+                val = term if val is None else val + term
+            if val is None:
+                val = torch.zeros_like(next(iter(self.cache.values())))
+            for step in self.after:
+                val = step(val)
+            val = val.permute(0, *self.perm).to(self.device)
+            if self.out is None:
+                self.out = torch.zeros((val.shape[0], *self.shape), dtype=val.dtype, device=self.device)
+            self.out.select(1 + axis, s).copy_(val)
+            self.pos += 1
+            if self.pos < len(self.order):
+                low = int(self.low[self.pos])
+                for z in [z for z in self.cache if z < low]:
+                    del self.cache[z]
+
+
+class _OnModelGrid:
+    """Collects per-voxel results of model-grid slabs into the full model-grid output."""
+
+    def __init__(self, shape: Sequence[int], steps: Sequence[VoxelStep], device: torch.device):
+        self.shape, self.steps, self.device, self.out = [int(s) for s in shape], list(steps), device, None
+
+    def push(self, z0: int, z1: int, slab: torch.Tensor) -> None:
+        for step in self.steps:
+            slab = step(slab)
+        if self.out is None:
+            self.out = torch.zeros((slab.shape[0], *self.shape), dtype=slab.dtype, device=self.device)
+        self.out[..., z0:z1] = slab.to(self.device)
+
+    def finish(self) -> torch.Tensor:
+        return self.out
+
+
+def _meta_tensor(value: torch.Tensor, like: Any, operations: bool = True) -> Any:
+    from monai.data import MetaTensor
+
+    meta = {k: v for k, v in like.meta.items() if k != "affine"}
+    out = MetaTensor(value, affine=like.affine.clone(), meta=meta)
+    if operations:
+        out.applied_operations = [dict(op) for op in like.applied_operations]
+    return out
+
+
+def run_chain(image: Any, source: Any, chain: Chain, slabs: Iterator[Slab], device: Any = "cpu",
+              probabilities: bool = False) -> Output:
+    """Run ``chain`` on the sliding-window ``slabs`` of the preprocessed ``image`` ``(C, *model)``
+    (a MetaTensor with ``applied_operations``) whose untransformed grid is ``source``'s.
+
+    ``probabilities``: also return the class probabilities ``(L, *grid)`` float32 (the chain's own
+    activation, else softmax), inverted the way the chain inverts."""
+    device = torch.device(device)
+    before, after, rest = list(chain.before), list(chain.after), list(chain.rest)
+    maps = None
+    if chain.invert is not None:
+        maps = inverse_axis_maps(image.applied_operations, image.affine, image.shape[1:], source.affine,
+                                 source.shape[1:], nearest=chain.invert["nearest"])
+        if maps is None:  # not separable: materialise on the model grid, then MONAI's Invertd
+            rest = [_invertd(chain)] + [_as_transform(s, chain.key) for s in after] + rest
+            after = []
+            log.debug("volseg: the inversion runs as MONAI's Invertd (full-size, not streamed)")
+    if rest:
+        log.debug("volseg: %s", chain.note or "postprocessing continues with MONAI transforms")
+    discrete_at = next((i for i, s in enumerate(before) if s.discrete), len(before))
+    prob_steps = before[:discrete_at] if any(s.kind in ("softmax", "sigmoid") for s in before[:discrete_at]) \
+        else [*before[:discrete_at], VoxelStep("softmax")]
+    grid_shape = source.shape[1:] if maps is not None else image.shape[1:]
+    main = _ToSource(maps, grid_shape, before, after, device) if maps is not None else \
+        _OnModelGrid(grid_shape, before, device)
+    probs = None
+    if probabilities:
+        probs = _ToSource(maps, grid_shape, prob_steps, [], device) if maps is not None else \
+            _OnModelGrid(grid_shape, prob_steps, device)
+    for z0, z1, slab in slabs:
+        main.push(z0, z1, slab)
+        if probs is not None:
+            probs.push(z0, z1, slab)
+    value = main.finish()
+    prob_value = None if probs is None else probs.finish()
+    affine = source.affine if maps is not None else image.affine
+    if rest:
+        value, affine = _run_monai(value, image, source, chain, rest, inverted=maps is not None)
+    if prob_value is not None and maps is None and chain.invert is not None:
+        prob_value, _ = _run_monai(prob_value, image, source, chain, [_invertd(chain, nearest=False)], inverted=False)
+    return Output(value=value, affine=affine, probabilities=prob_value)
+
+
+def _invertd(chain: Chain, nearest: Optional[bool] = None) -> Any:
+    from monai.transforms import Invertd
+
+    nearest = chain.invert["nearest"] if nearest is None else nearest
+    return Invertd(keys=chain.key, transform=chain.invert["transform"], orig_keys=chain.image_key,
+                   nearest_interp=nearest, to_tensor=True)
+
+
+def _as_transform(step: VoxelStep, key: str) -> Any:
+    from monai.transforms import Activationsd, AsDiscreted
+
+    if step.kind in ("softmax", "sigmoid"):
+        return Activationsd(keys=key, **{step.kind: True})
+    if step.kind == "argmax":
+        return AsDiscreted(keys=key, argmax=True)
+    return AsDiscreted(keys=key, threshold=step.threshold)
+
+
+def _run_monai(value: torch.Tensor, image: Any, source: Any, chain: Chain, rest: Sequence[Any],
+               inverted: bool) -> Tuple[torch.Tensor, Any]:
+    """Apply MONAI ``rest`` transforms to the full output, as MONAI's evaluator would hold it."""
+    from volseg.bundles.config import unwrap_error
+
+    pred = _meta_tensor(value.float(), source if inverted else image, operations=not inverted)
+    data = {chain.image_key: image, chain.key: pred}
+    for t in rest:
+        try:
+            data = t(data)
+        except Exception as exc:  # noqa: BLE001 - MONAI wraps transform errors
+            inner = unwrap_error(exc)
+            if inner is not None:
+                raise inner from None
+            raise ConfigError(f"postprocessing {type(t).__name__} failed: {str(exc).splitlines()[0]}") from None
+    out = data[chain.key]
+    affine = getattr(out, "affine", source.affine if inverted else image.affine)
+    return torch.as_tensor(out).detach(), affine
+
+
+def model_slabs(image: Any, forward: Callable, spec: Optional[WindowSpec], inferer: Any = None,
+                sw_device: Any = None, progress: bool = False) -> Iterator[Slab]:
+    """Slabs of the blended network output for ``image`` ``(C, *model)``: streamed windows when the
+    bundle's inferer is a sliding window (``spec``), else the bundle's own ``inferer`` in one piece."""
+    if spec is not None:
+        yield from blend_slabs(image, forward, spec, sw_device=sw_device, progress=progress)
+        return
+    raw = image.as_tensor() if hasattr(image, "as_tensor") else image
+    with torch.no_grad():
+        out = inferer(raw[None].to(sw_device or raw.device), forward)
+    out = torch.as_tensor(out)[0].float()
+    if tuple(out.shape[1:]) != tuple(raw.shape[1:]):
+        raise ConfigError(f"the bundle's inferer returned a grid of {tuple(out.shape[1:])} for an image of "
+                          f"{tuple(raw.shape[1:])}")
+    yield 0, out.shape[-1], out
