@@ -138,13 +138,8 @@ def _argmax_and_close_calls(p: np.ndarray) -> tuple:
     return np.argmax(p, axis=0).astype(np.uint8), (top[-1] - top[-2]) < 1e-3
 
 
-# a rotation to invert (oblique source, Spacingd diagonal=True) without bundle postprocessing
-ROTATION_DEFAULT_CHAIN = pytest.mark.xfail(
-    strict=True, raises=KeyError,
-    reason="volseg.inference.engine.run_chain: the default chain (no postprocessing) has no Invertd "
-           "'transform' for the MONAI fallback (KeyError 'transform'); remove this mark with the fix")
-CASES = [pytest.param(g, d, m, id=f"{g}-{'diagonal' if d else 'own-rotation'}-{m}",
-                      marks=ROTATION_DEFAULT_CHAIN if d and m == "probabilities" else ())
+# a rotation to invert (oblique source, Spacingd diagonal=True) runs MONAI's own Invertd (not separable)
+CASES = [pytest.param(g, d, m, id=f"{g}-{'diagonal' if d else 'own-rotation'}-{m}")
          for g, d in (("ASL", False), ("SLA", False), ("oblique_PIR", False), ("oblique_PIR", True))
          for m in ("probabilities", "labels")]
 

@@ -14,7 +14,7 @@ from PIL import Image
 from tests.workflow.conftest import write_png_pairs
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.xfail(strict=True, reason="wired into predict by the lead")
+
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--input", required=True,
                         help="DICOM series folder, .nii/.nii.gz/.nrrd/.mha file, folder of volumes, or dataset.json")
     parser.add_argument("-o", "--output", required=True,
-                        help="mask file (.nii.gz or .seg.dcm, one input) or output folder (<case>.nii.gz per input)")
+                        help="mask file (.nii.gz, .seg.dcm or .png, one input) or output folder (<case>.nii.gz, "
+                             "or <case>.png for PNG inputs)")
     parser.add_argument("-m", "--model", required=True,
                         help="MONAI bundle folder (configs/inference.json or .yaml + models/model.pt), a training "
                              "output folder (models/model.pt; give --config) or a weights file")
@@ -37,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                         help="auto: fp32 on CPU, float16 autocast on CUDA where the bundle uses AMP; bf16: CPUs "
                              "with AVX512-BF16/AMX or CUDA (else fp32, with a note)")
-    parser.add_argument("--format", default="nifti", choices=["nifti", "dicom-seg", "both"],
-                        help="mask format; dicom-seg needs a DICOM input")
+    parser.add_argument("--format", default="auto", choices=["auto", "nifti", "png", "dicom-seg", "both"],
+                        help="mask format. auto: from the -o name, else a colour label PNG in the bundle's palette "
+                             "for PNG inputs and NIfTI otherwise; dicom-seg/both need a DICOM input")
     parser.add_argument("--save-probabilities", nargs="?", const="uint8", default=False, choices=["uint8", "float32"],
                         help="also write <case>_prob.nii.gz (uint8 x 1/255, or float32)")
     parser.add_argument("--stats", action="store_true", help="write <case>_stats.csv/.json: voxels, mL, mean intensity")

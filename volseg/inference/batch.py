@@ -20,9 +20,9 @@ from volseg.errors import ConfigError, InputError, VolsegError
 from volseg.inference.cases import Case, dist_rank, find_cases, shard
 from volseg.inference.predictor import Predictor
 
-FORMATS = ("nifti", "dicom-seg", "both")
+FORMATS = ("auto", "nifti", "png", "dicom-seg", "both")
 PROB_FORMATS = ("uint8", "float32")
-MASK_SUFFIXES = (".nii.gz", ".nii", ".seg.dcm", ".dcm")
+MASK_SUFFIXES = (".nii.gz", ".nii", ".seg.dcm", ".dcm", ".png")
 
 
 def _outputs(name: str, output: Path, single_file: bool) -> Dict[str, Path]:
@@ -34,7 +34,8 @@ def _outputs(name: str, output: Path, single_file: bool) -> Dict[str, Path]:
         base, folder = name, output
     mask = output if single_file and lower.endswith((".nii.gz", ".nii")) else folder / f"{base}.nii.gz"
     seg = output if single_file and lower.endswith(".dcm") else folder / f"{base}.seg.dcm"
-    return {"mask": mask, "seg": seg, "prob": folder / f"{base}_prob.nii.gz",
+    png = output if single_file and lower.endswith(".png") else folder / f"{base}.png"
+    return {"mask": mask, "seg": seg, "png": png, "prob": folder / f"{base}_prob.nii.gz",
             "uncertainty": folder / f"{base}_uncertainty.nii.gz",
             "stats_csv": folder / f"{base}_stats.csv", "stats_json": folder / f"{base}_stats.json",
             "overlay": folder / f"{base}_overlay.png"}
@@ -75,7 +76,7 @@ def _write_case(predictor: Predictor, image: Any, result: Mapping[str, Any], pat
     written: Dict[str, str] = {}
     for key in ("seg", "prob", "uncertainty", "stats_csv", "stats_json", "overlay"):
         check_not_input(paths[key], inputs)
-    if (fmt != "nifti" or stats or overlay) and not _on_source_grid(mask, image):
+    if (fmt not in ("nifti", "png") or stats or overlay) and not _on_source_grid(mask, image):
         raise ConfigError("the bundle's postprocessing leaves the mask on the model grid (no Invertd): only the "
                           "NIfTI mask can be written, not DICOM SEG, stats or overlays", source)
     with atomic_group():  # a case's outputs appear together, or none of them (old ones stay)
@@ -94,6 +95,10 @@ def _write_outputs(predictor: Predictor, image: Any, result: Mapping[str, Any], 
     if fmt in ("nifti", "both"):
         reference = image if _on_source_grid(mask, image) else mask
         written["mask"] = str(save_mask(mask, reference, paths["mask"], inputs=inputs))
+    if fmt == "png":
+        from volseg.io import bundle_palette, save_label_png
+
+        written["mask"] = str(save_label_png(mask, paths["png"], bundle_palette(predictor.bundle), inputs=inputs))
     if fmt in ("dicom-seg", "both"):
         logging.getLogger("highdicom").setLevel(logging.WARNING)  # its per-module INFO lines are noise here
         written["seg"] = str(write_dicom_seg(mask, image, paths["seg"], labels=predictor.labels or None))
@@ -110,10 +115,18 @@ def _write_outputs(predictor: Predictor, image: Any, result: Mapping[str, Any], 
                                               predictor.labels or None, modality, title=name, uncertainty=unc))
 
 
-def _check_format(fmt: str, image: Any, where: Any) -> None:
-    if fmt != "nifti" and image.meta.get("source_format") != "dicom":
+def _case_format(fmt: str, image: Any, where: Any) -> str:
+    """The mask format for a case: ``auto`` is a palette PNG for PNG inputs (the format 2D labels
+    come in), else NIfTI."""
+    source = image.meta.get("source_format")
+    if fmt == "auto":
+        return "png" if source == "png" else "nifti"
+    if fmt == "png" and image.ndim != 3:
+        raise InputError("--format png writes 2D label PNGs; this input is 3D (use nifti)", where)
+    if fmt in ("dicom-seg", "both") and source != "dicom":
         raise InputError("--format dicom-seg needs a DICOM series input (a DICOM SEG references its source slices)",
                          where)
+    return fmt
 
 
 def run_cases(predictor: Predictor, cases: Sequence[Case], output: Optional[Path], single_file: bool = False,
@@ -142,12 +155,12 @@ def run_cases(predictor: Predictor, cases: Sequence[Case], output: Optional[Path
                 futures.append(pool.submit(load, cases[i + 1]))
             try:
                 image = fut.result()
-                _check_format(fmt, image, case.source if not hasattr(case.source, "meta") else None)
+                case_fmt = _case_format(fmt, image, case.source if not hasattr(case.source, "meta") else None)
                 outs = predictor.outputs(image, probabilities=bool(prob_format))
                 result: Dict[str, Any] = {}
                 if output is not None:
                     result = _write_case(predictor, image, outs, _outputs(case.name, output, single_file),
-                                         case.name, case.source, fmt, stats, overlay, prob_format)
+                                         case.name, case.source, case_fmt, stats, overlay, prob_format)
                 if keep_masks:
                     result["mask_tensor"] = outs["mask"]
                 done[case.name] = result
@@ -164,7 +177,7 @@ def predict(input: Any, output: Any = None, model: Any = None, *, config: Any = 
             sw_device: Any = None, roi_size: Optional[Sequence[int]] = None, overlap: Optional[float] = None,
             sw_batch_size: Optional[int] = None, tta: bool = False, amp: bool = True, precision: str = "auto",
             keep_largest: bool = False,
-            format: str = "nifti", save_probabilities: Any = False, stats: bool = False, overlay: bool = False,
+            format: str = "auto", save_probabilities: Any = False, stats: bool = False, overlay: bool = False,
             series: Optional[str] = None, backend: str = "auto", progress: bool = True,
             predictor: Optional[Predictor] = None, overrides: Optional[Mapping[str, Any]] = None,
             trust_bundle: bool = False, nan_to: Optional[float] = None, uncertainty: bool = False) -> Any:
@@ -173,8 +186,9 @@ def predict(input: Any, output: Any = None, model: Any = None, *, config: Any = 
     the inference options).
 
     One input: returns the mask ``(1, X, Y, Z)`` MetaTensor on the source grid; ``output`` ending in
-    ``.nii.gz`` is that file (``.seg.dcm``: that DICOM SEG), any other ``output`` a folder
-    (``<case>.nii.gz``). Many inputs: ``output`` is a folder, the cases are split over torchrun
+    ``.nii.gz`` is that file (``.seg.dcm``: that DICOM SEG; ``.png``: a label PNG in the bundle's
+    palette), any other ``output`` a folder (``<case>.nii.gz``; ``<case>.png`` for PNG inputs:
+    ``format="auto"``; ask for ``nifti`` to get NIfTI from PNGs). Many inputs: ``output`` is a folder, the cases are split over torchrun
     ranks (``RANK::WORLD_SIZE``) and ``{case: {kind: path}}`` is returned; failed cases are listed
     in an ``InputError`` raised after the good ones are written. Extra files beside the mask:
     ``<case>.seg.dcm`` (``format`` ``dicom-seg``/``both``), ``<case>_prob.nii.gz``
@@ -199,8 +213,9 @@ def predict(input: Any, output: Any = None, model: Any = None, *, config: Any = 
     out = None if output is None else Path(output)
     file_like = out is not None and out.name.lower().endswith(MASK_SUFFIXES)
     single_file = file_like and len(cases) == 1
-    if single_file and out.name.lower().endswith(".dcm") and format == "nifti":
-        format = "dicom-seg"  # an output named *.dcm asks for the DICOM SEG
+    if single_file and format == "auto":  # the output's name says the format
+        lower = out.name.lower()
+        format = "dicom-seg" if lower.endswith(".dcm") else "png" if lower.endswith(".png") else "nifti"
     if file_like and not single_file:
         raise ConfigError(f"{len(cases)} inputs need an output folder, not a file name", out)
     if out is not None:  # before the model loads: a bad output costs no inference

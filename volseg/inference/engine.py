@@ -293,8 +293,8 @@ def run_chain(image: Any, source: Any, chain: Chain, slabs: Iterator[Slab], devi
     if rest:
         value, affine = _run_monai(value, image, source, chain, rest, inverted=maps is not None)
     if maps is None and chain.invert is not None:  # MONAI's Invertd puts the side outputs on the source grid too
-        if prob_value is not None:
-            prob_value, _ = _run_monai(prob_value, image, source, chain, [_invertd(chain, nearest=False)], False)
+        if prob_value is not None:  # as the streamed path: the chain's own interpolation
+            prob_value, _ = _run_monai(prob_value, image, source, chain, [_invertd(chain)], False)
         if unc_value is not None:
             unc_value, _ = _run_monai(unc_value, image, source, chain, [_invertd(chain, nearest=False)], False)
     return Output(value=value, affine=affine, probabilities=prob_value, uncertainty=unc_value)
