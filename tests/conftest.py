@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
+from typing import Any, Optional
 
+import numpy as np
 import pytest
 
 
@@ -34,3 +37,17 @@ def require_tool(name: str) -> str:
     if path is None:
         pytest.skip(f"{name} not installed (Debian package; .ci/run installs it)")
     return path
+
+
+def write_nifti(path: Path, array: Any, affine: Any, dtype: Optional[Any] = np.int16) -> Path:
+    """A NIfTI written by nibabel alone (independent of volseg's writers): qform = sform = ``affine``
+    (codes 1). ``dtype`` int16 (CT in HU) by default; ``None`` keeps the array's."""
+    import nibabel as nib
+
+    arr = np.asarray(array) if dtype is None else np.asarray(array).astype(dtype)
+    aff = np.asarray(affine, dtype=np.float64)
+    img = nib.Nifti1Image(arr, aff)
+    img.set_qform(aff, code=1)
+    img.set_sform(aff, code=1)
+    nib.save(img, str(path))
+    return Path(path)

@@ -11,6 +11,11 @@ import pytest
 # HU thresholds of the fixed model: label 1 = soft tissue and denser (> -500 HU), 2 = bone (> 300 HU)
 THRESHOLDS = (-500.0, 300.0)
 SHAPE = (40, 36, 20)
+# an oblique-free but fully permuted and flipped grid (axes i->A, j->R, k->I) with anisotropic spacing
+NON_RAS = np.array([[0.0, 7.0, 0.0, -80.0],
+                    [-6.0, 0.0, 0.0, 95.0],
+                    [0.0, 0.0, -9.0, 40.0],
+                    [0.0, 0.0, 0.0, 1.0]])
 
 
 def make_bundle(root: Path, spatial_dims: int = 3, in_channels: int = 1, roi: Sequence[int] = (32, 32, 16),

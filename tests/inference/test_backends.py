@@ -336,3 +336,19 @@ def test_benchmark_quick_mode_runs() -> None:
     res = mod.main(["--quick"])
     assert res["agreement"] >= 0.9999
     assert res["plain_s"] > 0 and res["volseg_s"] > 0
+
+
+def test_cli_choices_are_the_librarys() -> None:
+    """The CLI spells its choices out (so ``--help`` needs no torch); they must be the library's own."""
+    from volseg.cli import build_parser
+    from volseg.inference import backends, batch
+
+    def choices(command: str, option: str) -> tuple:
+        sub = next(a for a in build_parser()._subparsers._group_actions if a.dest == "command").choices[command]
+        return tuple(next(a for a in sub._actions if option in a.option_strings).choices)
+
+    assert choices("predict", "--backend") == backends.BACKENDS
+    assert choices("predict", "--precision") == backends.PRECISIONS
+    assert choices("predict", "--format") == batch.FORMATS
+    assert choices("predict", "--save-probabilities") == batch.PROB_FORMATS
+    assert choices("optimize", "--backend") == ("auto", *backends.ARTIFACT_BACKENDS)  # auto: the first installed

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from volseg.errors import ConfigError, InputError
+from volseg.formats import LABEL_MAP_SUFFIXES, NIFTI_SUFFIXES, full_suffix
 
 PathLike = Union[str, "os.PathLike[str]"]
 Entry = Dict[str, Any]
-_NIFTI = re.compile(r"^(?P<case>.+?)(?:_(?P<ch>\d{4}))?\.(nii\.gz|nii|nrrd|mha|mhd)$")
+# nnU-Net file names: <case>[_<channel 0000>]<suffix>
+_NIFTI = re.compile(r"^(?P<case>.+?)(?:_(?P<ch>\d{4}))?(" + "|".join(re.escape(s) for s in LABEL_MAP_SUFFIXES) + ")$")
 
 
 def _resolve(base: Path, value: Any) -> Any:
@@ -86,7 +88,7 @@ def _header_problem(p: Path) -> Optional[str]:
     try:
         if p.is_dir():
             return None if any(f.is_file() for f in p.rglob("*")) else "empty folder"
-        if p.name.endswith((".nii", ".nii.gz")):
+        if full_suffix(p) in NIFTI_SUFFIXES:
             import nibabel as nib
 
             nib.load(str(p)).header.get_data_shape()

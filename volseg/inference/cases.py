@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from volseg.errors import InputError
+from volseg.formats import VOLUME_SUFFIXES, case_name
 
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm", ".png")
 
 
 @dataclass
@@ -18,18 +18,6 @@ class Case:
 
     name: str
     source: Any
-
-
-def case_name(path: Any) -> str:
-    """``ct.nii.gz`` -> ``ct``; a DICOM folder -> the folder's name."""
-    p = Path(path)
-    if p.is_dir():
-        return p.name
-    name = p.name
-    for s in VOLUME_SUFFIXES:
-        if name.lower().endswith(s):
-            return name[: -len(s)]
-    return p.stem
 
 
 def _suffix_ok(p: Path) -> bool:
