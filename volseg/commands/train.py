@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset folder (MSD dataset.json or imagesTr/labelsTr; lung_png2d: images/ + "
                              "labels/ PNGs)")
     parser.add_argument("--output-dir", default=None, nargs="+", action=_ValueThenOverrides, metavar="DIR",
-                        help="where models/ and logs/ go (default: the bundle folder)")
+                        help="where models/ and logs/ go (default: the bundle folder; runs/NAME for a bundle "
+                             "given by name)")
     parser.add_argument("--recipe", default=None, nargs="+", action=_ValueThenOverrides, metavar="NAME",
                         help="a named set of settings the bundle ships (configs/recipe_NAME.json), e.g. lung_png2d's "
                              "'seed' (the Keras tutorial's recipe); default: the bundle's own settings")
@@ -64,9 +65,11 @@ def run(args: argparse.Namespace) -> int:
     bundle = Path(args.bundle)
     if not (bundle / "configs").is_dir():
         if bundle.name == args.bundle and "/" not in args.bundle:
-            from volseg.demo import find_bundle
+            from volseg.bundles.shipped import find_bundle
 
             bundle = find_bundle(args.bundle)
+            if args.output_dir is None:  # never into the installed package
+                args.output_dir = str(Path("runs") / args.bundle)
         else:
             raise ConfigError(f"not a bundle folder (no configs/): {bundle}")
     if not Path(args.dataset_dir).is_dir():

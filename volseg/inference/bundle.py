@@ -17,18 +17,12 @@ from volseg.errors import InputError
 def list_inputs(path: Any) -> List[Dict[str, str]]:
     """``[{"image": path}, ...]`` for a bundle run: ``path`` may be a ``dataset.json`` or a folder
     holding one (its ``test`` images, else ``validation``, else ``training``), a folder with
-    ``imagesTs``/``imagesTr``, a folder of volumes or DICOM series, or one file."""
+    ``imagesTs``/``imagesTr``, a folder of volumes or DICOM series, or one file
+    (:func:`volseg.data.datalist.dataset_source`, then :func:`volseg.inference.cases.find_cases`)."""
+    from volseg.data.datalist import dataset_source
     from volseg.inference.cases import find_cases
 
-    p = Path(path)
-    if p.is_dir():
-        if (p / "dataset.json").is_file():
-            p = p / "dataset.json"
-        elif (p / "imagesTs").is_dir():
-            p = p / "imagesTs"
-        elif (p / "imagesTr").is_dir():
-            p = p / "imagesTr"
-    return [{"image": str(c.source)} for c in find_cases(p)]
+    return [{"image": str(c.source)} for c in find_cases(dataset_source(path))]
 
 
 def load_model(network: torch.nn.Module, path: Any, device: Any = "cpu") -> torch.nn.Module:
