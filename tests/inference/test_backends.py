@@ -258,7 +258,7 @@ def test_aoti_package_built_once_is_used_by_a_new_process(tmp_path) -> None:
 def test_volseg_optimize_writes_the_artifact_predict_finds(backend: str, tmp_path, capsys) -> None:
     if backend == "openvino":
         pytest.importorskip("openvino", reason="optional backend: pip install openvino")
-    from tests.inference.conftest import make_bundle
+    from tests.conftest import make_bundle
     from volseg.cli import main
     from volseg.inference.backends import bundle_cache_dir, window_shape
     from volseg.inference.predictor import Predictor

@@ -21,8 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import write_nifti
-from tests.inference.conftest import THRESHOLDS, expected_labels, make_bundle
+from tests.conftest import THRESHOLDS, expected_labels, make_bundle, write_nifti
 
 PIXDIM = (1.7, 2.5, 2.7)  # model grid (RAS mm); source/model spacing ratios have odd denominators: few exact ties
 SHAPE = (40, 36, 24)

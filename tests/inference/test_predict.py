@@ -11,8 +11,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.conftest import require_tool, write_nifti
-from tests.inference.conftest import NON_RAS, SHAPE, expected_labels, make_bundle, sitk_world_points, world_points
+from tests.conftest import SHAPE, expected_labels, make_bundle, require_tool, write_nifti
+from tests.inference.conftest import NON_RAS, sitk_world_points, world_points
 
 # a non-RAS orientation: index axes (i, j, k) point to (-y, +x, -z) i.e. "PRI", with an oblique origin
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.conftest import require_tool, write_nifti
-from tests.inference.conftest import NON_RAS, THRESHOLDS
+from tests.conftest import THRESHOLDS, require_tool, write_nifti
+from tests.inference.conftest import NON_RAS
 
 pytestmark = pytest.mark.tools
 

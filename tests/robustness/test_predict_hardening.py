@@ -16,8 +16,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.conftest import write_nifti
-from tests.inference.conftest import bundle3d, expected_labels, make_bundle, phantom  # noqa: F401 - fixtures
+from tests.conftest import expected_labels, make_bundle, write_nifti
 from tests.robustness.conftest import leftovers, run_volseg, unprivileged
 
 CAP_MB = 8192  # torch reserves address space generously
