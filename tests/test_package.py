@@ -110,3 +110,24 @@ def test_wheel_lists_every_package() -> None:
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "volseg").rglob("__init__.py")}
     assert listed == found | {"volseg._bundles"}
+
+
+def test_logging_level_follows_v_and_debug(tmp_path: Path) -> None:
+    """Library logging: warnings only by default, INFO with -v (before or after the command), DEBUG with --debug."""
+    import contextlib
+    import logging
+
+    from volseg.cli import main
+
+    root = logging.getLogger()
+    before = root.level
+    missing = str(tmp_path / "missing.nii.gz")
+    try:
+        for argv, level in ((["info", missing], logging.WARNING), (["-v", "info", missing], logging.INFO),
+                            (["info", missing, "--verbose"], logging.INFO), (["--debug", "info", missing], logging.DEBUG)):
+            with pytest.raises(Exception) if "--debug" in argv else contextlib.nullcontext():
+                main(argv)
+            assert root.level == level, argv
+    finally:
+        root.setLevel(before)
+

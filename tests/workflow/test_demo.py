@@ -23,6 +23,10 @@ def test_demo_quick_end_to_end(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     m = re.search(r"Dice on the held-out case: ([0-9.]+)", res.stdout)
     assert m, res.stdout
+    # one progress display per step: the epoch bar and its summary line, no logging INFO lines beside them
+    console = res.stdout + res.stderr
+    assert " - INFO - " not in console and "Epoch[" not in console and "Engine run" not in console, console[-3000:]
+    assert console.count("epoch 6/6: loss") == 1
     summary = json.loads((out / "demo_summary.json").read_text())
     files = summary["files"]
     for what in ("trained model", "training curves", "NIfTI mask", "DICOM SEG", "overlay PNG", "stats",
