@@ -153,6 +153,8 @@ def test_cli_init_from_reports_and_checks(pretrained, ct_dataset, tmp_path, caps
     assert "loaded 31 tensors" in out and "skipped 4 (shape mismatch)" in out and "newly initialised 4" in out
     with pytest.raises(ConfigError, match="needs --init-from"):
         main(args + ["--freeze-encoder", "2", "--debug"])
+    with pytest.raises(InputError, match="not found"):
+        main(args + ["--init-from", str(tmp_path / "nope"), "--debug"])
     with pytest.raises(ConfigError, match="init_from"):
         main(["train", "lung_png2d", "--dataset-dir", str(ct_dataset), "--init-from", str(pretrained), "--debug"])
 

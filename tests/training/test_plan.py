@@ -167,6 +167,21 @@ def test_presets_apply_the_planned_normalisation(ct_dataset):
         ct_transforms("val", intensity={"mode": "clip_zscore", "clip": [0, 1], "mean": 0, "std": 0})
 
 
+def test_non_square_planned_windows_batch(ct_dataset):
+    """A planned window need not be square in-plane: no 90-degree turn then (it would change the shape)."""
+    from monai.data import list_data_collate
+
+    from volseg.transforms import ct_transforms
+
+    case = {"image": str(ct_dataset / "imagesTr" / "case_000.nii.gz"),
+            "label": str(ct_dataset / "labelsTr" / "case_000.nii.gz")}
+    pre = ct_transforms("train", pixdim=(3.0, 3.0, 4.5), roi_size=(16, 20, 8), num_samples=8)
+    pre.set_random_state(seed=0)
+    for _ in range(3):
+        batch = list_data_collate([pre(dict(case)), pre(dict(case))])
+        assert tuple(batch["image"].shape) == (16, 1, 16, 20, 8) and tuple(batch["label"].shape) == (16, 1, 16, 20, 8)
+
+
 # -- the plan in training --------------------------------------------------------------------------
 
 def test_volseg_plan_cli_writes_plan_fingerprint_and_png(mr_dataset, tmp_path, capsys):

@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bundle folder or name the plan is for (default: ct_unet3d for CT, else mri_unet3d)")
     parser.add_argument("--memory-gb", default=None, nargs="+", action=_ValueThenOverrides, metavar="N",
                         help="training memory budget in GB for the window and batch (default: 8, nnU-Net's)")
+    parser.add_argument("--trust-bundle", action="store_true",
+                        help="build the bundle's network even if its config uses code outside volseg's safe "
+                             "subset (a bundle is code: see docs/security.md)")
     parser.set_defaults(overrides=[])
 
 
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from volseg._atomic import check_not_input
     from volseg.errors import ConfigError, InputError
     from volseg.planning import format_report, plan_dataset, plan_paths, write_plan
-    from volseg.training.run import parse_overrides
+    from volseg.bundles.config import parse_overrides
 
     try:
         memory_gb = None if args.memory_gb is None else float(args.memory_gb)
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     for p in plan_paths(args.output).values():
         check_not_input(p, [args.dataset])
     result = plan_dataset(args.dataset, bundle=args.bundle, memory_gb=memory_gb,
-                          overrides=parse_overrides(args.overrides))
+                          overrides=parse_overrides(args.overrides), trusted=args.trust_bundle)
     print(format_report(result))
     paths = write_plan(result, args.output)
     print(f"wrote {paths['plan']} (train with --plan {paths['plan']}), {paths['fingerprint']}, {paths['png']}")

@@ -114,6 +114,9 @@ def _plan_and_init(bundle, args: argparse.Namespace, overrides: dict) -> dict:
     if args.plan:
         extra.update(read_plan(args.plan))
     if args.init_from:
+        from volseg.training.finetune import find_weights
+
+        find_weights(args.init_from)  # a missing model fails now, not after the dataset is cached
         extra["init_from"] = str(Path(args.init_from).expanduser().resolve())
     if args.freeze_encoder:
         if not args.init_from:

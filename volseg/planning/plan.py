@@ -26,17 +26,15 @@ def resolve_bundle(bundle: Optional[PathLike], modalities: Any = ()) -> Path:
     raise ConfigError(f"not a training bundle (no configs/train.json): {p}")
 
 
-def _network_probe(parser: Any):
+def _network_probe(parser: Any, where: Path):
     """``in_channels -> (activation bytes per voxel, fixed bytes, stride)`` for the bundle's ``network_def``."""
+    from volseg.bundles.config import build
     from volseg.networks.parts import network_stride
     from volseg.planning.rules import memory_model
 
     def probe(in_channels: int) -> Tuple[float, float, int]:
         parser["in_channels"] = int(in_channels)
-        try:
-            net = parser.get_parsed_content("network_def", instantiate=True, lazy=False)
-        except Exception as exc:  # noqa: BLE001 - monai.bundle wraps every component error
-            raise ConfigError(f"cannot build the bundle's network_def: {' '.join(str(exc).split())[:300]}") from None
+        net = build(parser, "network_def", where)
         stride = network_stride(net)
         per_voxel, fixed = memory_model(net, in_channels, stride)
         return per_voxel, fixed, stride
@@ -46,18 +44,20 @@ def _network_probe(parser: Any):
 
 def plan_dataset(dataset_dir: PathLike, bundle: Optional[PathLike] = None, memory_gb: Optional[float] = None,
                  overrides: Optional[Mapping[str, Any]] = None, fingerprint: Optional[Dict[str, Any]] = None,
-                 progress: bool = True) -> Dict[str, Any]:
+                 progress: bool = True, trusted: bool = False) -> Dict[str, Any]:
     """Plan training settings for ``dataset_dir`` (MSD ``dataset.json`` or nnU-Net ``imagesTr``/``labelsTr``).
 
     ``bundle``: folder or shipped name (default by modality: ``ct_unet3d`` / ``mri_unet3d``);
     ``memory_gb``: training memory budget (default 8, nnU-Net's); ``overrides``: bundle keys the run
-    will use (e.g. ``{"channels": [8, 16, 32]}``), so the window is sized for that network.
+    will use (e.g. ``{"channels": [8, 16, 32]}``), so the window is sized for that network. The
+    bundle's ``network_def`` is built (to measure it), so it is checked like a training run first
+    (:mod:`volseg.bundles.trust`) unless ``trusted``.
     Returns ``{"plan": {key: value} (only keys the bundle's train.json has), "reasons": {key: why},
     "memory": {...}, "bundle": path, "dropped": [keys the bundle lacks], "fingerprint": {...}}``
     (rules in :mod:`volseg.planning.rules`).
     """
-    from monai.bundle import ConfigParser
-
+    from volseg.bundles.config import locate_bundle, read_parser
+    from volseg.bundles.trust import check_config
     from volseg.planning.fingerprint import dataset_fingerprint
     from volseg.planning.rules import decide
 
@@ -65,17 +65,12 @@ def plan_dataset(dataset_dir: PathLike, bundle: Optional[PathLike] = None, memor
         raise ConfigError(f"memory budget must be > 0 GB, got {memory_gb}")
     fp = fingerprint if fingerprint is not None else dataset_fingerprint(dataset_dir, progress=progress)
     root = resolve_bundle(bundle, fp["modalities"])
-    cfg_path = root / "configs" / "train.json"
-    parser = ConfigParser()
-    try:
-        parser.read_config(str(cfg_path))
-    except Exception as exc:  # noqa: BLE001 - malformed JSON
-        raise ConfigError(f"cannot read the bundle config: {exc}", cfg_path) from None
-    parser["bundle_root"] = str(root)
-    for key, value in dict(overrides or {}).items():
-        parser[key] = value
+    source = locate_bundle(root, name="train")
+    parser = read_parser(source, overrides)
+    check_config(parser, ["network_def"], source.config_files[0], trusted=trusted)
     keys = set(parser.get().keys())
-    plan, reasons, memory = decide(fp, _network_probe(parser), memory_gb, int(parser["num_samples"]))
+    plan, reasons, memory = decide(fp, _network_probe(parser, source.config_files[0]), memory_gb,
+                                   int(parser.get("num_samples", 1)))
     dropped = sorted(k for k in plan if k not in keys)
     plan = {k: v for k, v in plan.items() if k in keys}
     return {"plan": plan, "reasons": {k: reasons[k] for k in plan}, "memory": memory, "bundle": str(root),

@@ -148,6 +148,8 @@ class InitFrom:
             raise ConfigError(f"freeze_encoder takes a number of epochs, got {freeze_encoder!r}") from exc
         if self.freeze_epochs < 0:
             raise ConfigError(f"freeze_encoder must be >= 0 epochs, got {self.freeze_epochs}")
+        if self.freeze_epochs and self.path is None:
+            raise ConfigError("freeze_encoder needs init_from (freezing a random encoder trains nothing)")
         if self.freeze_epochs and hasattr(network, "module"):
             raise ConfigError("freeze_encoder does not work with DistributedDataParallel (multi-GPU): "
                               "its gradient buckets are fixed at start")

@@ -69,7 +69,10 @@ def _random(stage, all_keys, image, label, roi_size, num_samples, pos, neg, augm
             RandFlipd(keys=all_keys, prob=0.5, spatial_axis=0),
             RandFlipd(keys=all_keys, prob=0.5, spatial_axis=1),
             RandFlipd(keys=all_keys, prob=0.5, spatial_axis=2),
-            RandRotate90d(keys=all_keys, prob=0.25, max_k=3, spatial_axes=(0, 1)),
+        ]
+        if roi[0] == roi[1]:  # a 90-degree turn of a non-square window changes its shape: patches would not batch
+            out.append(RandRotate90d(keys=all_keys, prob=0.25, max_k=3, spatial_axes=(0, 1)))
+        out += [
             RandScaleIntensityd(keys=image, factors=0.1, prob=0.5),
             RandShiftIntensityd(keys=image, offsets=0.1, prob=0.5),
         ]
