@@ -119,10 +119,10 @@ def main(argv: List[str] | None = None) -> int:
             with_plan = train(data, work / f"{name}_plan_s{seed}", {**base, **plan, "batch_size": COMMON["batch_size"],
                                                                     "num_samples": COMMON["num_samples"]})
             rows.append({"seed": seed, "default": default, "plan": with_plan})
-            print(f"[{name}] seed {seed}: val Dice default {default['val_dice']:.3f} (lung {default['lung']:.3f}, "
-                  f"lesion {default['lesion']:.3f}; source grid {default['source_dice']:.3f}; {default['seconds']:.0f} s) | "
-                  f"plan {with_plan['val_dice']:.3f} (lung {with_plan['lung']:.3f}, lesion {with_plan['lesion']:.3f}; "
-                  f"source grid {with_plan['source_dice']:.3f}; {with_plan['seconds']:.0f} s)", flush=True)
+            print(f"[{name}] seed {seed}: val Dice " + " | ".join(
+                f"{arm} {r['val_dice']:.3f} (lung {r['lung']:.3f}, lesion {r['lesion']:.3f}; source grid "
+                f"{r['source_dice']:.3f}; {r['seconds']:.0f} s)" for arm, r in (("default", default), ("plan", with_plan))),
+                flush=True)
         for key in ("val_dice", "source_dice"):
             diff = [r["plan"][key] - r["default"][key] for r in rows]
             sd = statistics.stdev(diff) if len(diff) > 1 else float("nan")

@@ -22,7 +22,8 @@ def _unet(classes: int, seed: int = 0, **kw):
     from volseg.networks import create_network
 
     torch.manual_seed(seed)
-    return create_network("unet", spatial_dims=3, in_channels=1, out_channels=classes, channels=CH, strides=[2, 2], **kw)
+    return create_network("unet", spatial_dims=3, in_channels=1, out_channels=classes, channels=CH, strides=[2, 2],
+                          **kw)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +138,8 @@ def test_freeze_encoder_then_unfreeze(pretrained, ct_dataset, tmp_path):
     after1 = _params(tmp_path / "a" / "models" / "checkpoint_last.pt")
     assert all(torch.equal(after1[k], init[k]) for k in enc)
     assert all(not torch.equal(after1[k], init[k]) for k in dec)
-    run_bundle(BUNDLES / "ct_unet3d", ct_dataset, output_dir=tmp_path / "a", overrides=dict(over, max_epochs=2, resume=True))
+    run_bundle(BUNDLES / "ct_unet3d", ct_dataset, output_dir=tmp_path / "a",
+               overrides=dict(over, max_epochs=2, resume=True))
     after2 = _params(tmp_path / "a" / "models" / "checkpoint_last.pt")
     assert all(not torch.equal(after2[k], init[k]) for k in enc if k.endswith("conv.weight"))
 

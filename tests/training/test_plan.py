@@ -246,7 +246,8 @@ def test_monai_runner_takes_the_plan_as_an_extra_config_file(mr_dataset, tmp_pat
     proc = run_monai_bundle(["training", "--config_file", cfgs, "--bundle_root", str(BUNDLES / "ct_unet3d"),
                              "--dataset_dir", str(mr_dataset), "--output_dir", str(tmp_path / "run")]
                             + overrides_args(FAST), cwd=REPO)
-    assert f"per (1, 1, {', '.join(str(r) for r in roi)}) input" in proc.stdout  # the network summary at the plan's window
+    # the network summary is printed for the plan's window
+    assert f"per (1, 1, {', '.join(str(r) for r in roi)}) input" in proc.stdout
     assert (tmp_path / "run" / "models" / "model.pt").is_file()
 
 
@@ -269,3 +270,20 @@ def test_plan_file_reaches_training_and_validation_preprocessing(name, mr_datase
         assert len(scale) == 1 and scale[0].scaler.a_min == 100.0 and scale[0].scaler.b_min == pytest.approx(-1.6)
         spacing = [t for t in pre if isinstance(t, Spacingd)][0]
         assert tuple(spacing.spacing_transform.pixdim) == (4.0, 4.0, 8.0)
+
+
+def test_plan_refuses_bundle_code_unless_trusted(ct_plan, tmp_path, monkeypatch):
+    """The planner builds the bundle's network_def: a bundle running code outside the safe subset is refused."""
+    import shutil
+
+    from volseg.planning import plan_dataset
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(BUNDLES / "ct_unet3d", bundle, ignore=shutil.ignore_patterns("models", "logs", "eval"))
+    cfg = json.loads((bundle / "configs" / "train.json").read_text())
+    cfg["channels"] = "$__import__('os').system('touch PWNED') or [8, 16, 32]"
+    (bundle / "configs" / "train.json").write_text(json.dumps(cfg))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="channels"):
+        plan_dataset("unused", bundle=bundle, fingerprint=ct_plan["fingerprint"])
+    assert not (tmp_path / "PWNED").exists()

@@ -9,7 +9,7 @@ Writes PLAN.json (bundle overrides only), PLAN_fingerprint.json and PLAN_fingerp
 Examples:
   volseg plan data/phantoms -o plan.json --bundle ct_unet3d
   volseg train ct_unet3d --dataset-dir data/phantoms --plan plan.json
-  python -m monai.bundle run training --config_file "['bundles/ct_unet3d/configs/train.json','plan.json']" --dataset_dir data/phantoms
+  python -m monai.bundle run training --config_file "['B/configs/train.json','plan.json']" --dataset_dir DIR
 """
 from __future__ import annotations
 

@@ -182,7 +182,8 @@ def write_phantom_dataset(
     for i in tqdm(range(int(n_cases)), desc="phantoms", disable=not progress, leave=False):
         ph = make_phantom(seed=int(seed) + i, **phantom_kw)
         if modality == "MR":
-            image = make_metatensor(mr_like(ph.image.numpy()), ph.affine, {**{k: v for k, v in ph.image.meta.items() if k != "affine"}, "modality": "MR"})
+            meta = {k: v for k, v in ph.image.meta.items() if k != "affine"}
+            image = make_metatensor(mr_like(ph.image.numpy()), ph.affine, {**meta, "modality": "MR"})
             ph = Phantom(image=image, label=ph.label, affine=ph.affine)
         name = f"case_{i:03d}.nii.gz"
         save_volume(ph.image, out / "imagesTr" / name)
