@@ -8,12 +8,14 @@ distribution against the same bundle trained from scratch on them, at equal epoc
   2 cases train, 4 validate (``dataset.json`` ``training`` / ``validation``).
 * arms, each ``--epochs`` epochs, same settings and seed: ``scratch``; ``finetune``
   (``init_from`` the pre-trained bundle); ``finetune+freeze`` (encoder frozen for the first third).
+  For reference, the pre-trained model as it is (one epoch at learning rate 0: weights unchanged).
 
 Prints validation Dice (mean over lung and lesion, and per label) after the last epoch, per seed,
 and the mean and standard deviation over seeds of fine-tuned - scratch.
 
     python benchmarks/finetune_few_labels.py                # seeds 0 1 2 (~10 min on 2 cores)
     python benchmarks/finetune_few_labels.py --seeds 0 --epochs 6 --pre-epochs 10
+    python benchmarks/finetune_few_labels.py --arms        # only the pre-trained model's figure
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundles" / "ct_unet3d"
 PHANTOM = {"shape": (48, 48, 32), "spacing": (1.5, 1.5, 2.5)}
+ARMS = {"scratch": {}, "finetune": {}, "finetune+freeze": {"freeze_encoder": 1}}
 COMMON = {"channels": [8, 16, 32], "roi_size": [32, 32, 32], "learning_rate": 0.003, "device": "cpu",
           "cache_rate": 1.0, "num_workers": 0, "batch_size": 1, "num_samples": 2}
 
@@ -84,6 +87,7 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=12, help="fine-tuning / from-scratch epochs")
     ap.add_argument("--pre-epochs", type=int, default=20)
+    ap.add_argument("--arms", nargs="*", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--work", default=None, help="working folder (default: a temporary one)")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
@@ -95,8 +99,17 @@ def main(argv: List[str] | None = None) -> int:
                                                     seed=0))
         print(f"pre-trained {args.pre_epochs} epochs on 6 CT phantoms: val Dice {pre['dice']:.3f} "
               f"(lung {pre['lung']:.3f}, lesion {pre['lesion']:.3f}; {pre['seconds']:.0f} s)", flush=True)
-    arms = {"scratch": {}, "finetune": {"init_from": str(pre_dir)},
-            "finetune+freeze": {"init_from": str(pre_dir), "freeze_encoder": max(1, args.epochs // 3)}}
+    as_is = train(data["shifted"], work / "pretrained_as_is",
+                  dict(COMMON, max_epochs=1, val_interval=1, seed=0, learning_rate=0.0, init_from=str(pre_dir)))
+    print(f"pre-trained model as it is on the shifted validation cases: val Dice {as_is['dice']:.3f} "
+          f"(lung {as_is['lung']:.3f}, lesion {as_is['lesion']:.3f})", flush=True)
+    arms = {name: {"init_from": str(pre_dir), **extra} if name != "scratch" else {}
+            for name, extra in ARMS.items() if name in args.arms}
+    for arm in arms.values():
+        if "freeze_encoder" in arm:
+            arm["freeze_encoder"] = max(1, args.epochs // 3)
+    if not arms:
+        return 0
     rows = []
     for seed in args.seeds:
         row: Dict[str, Any] = {"seed": seed}
@@ -110,7 +123,7 @@ def main(argv: List[str] | None = None) -> int:
         vals = [r[arm]["dice"] for r in rows]
         print(f"{arm}: val Dice {statistics.mean(vals):.3f} (lesion "
               f"{statistics.mean(r[arm]['lesion'] for r in rows):.3f})", flush=True)
-    for arm in ("finetune", "finetune+freeze"):
+    for arm in [a for a in arms if a != "scratch" and "scratch" in arms]:
         diff = [r[arm]["dice"] - r["scratch"]["dice"] for r in rows]
         sd = statistics.stdev(diff) if len(diff) > 1 else float("nan")
         print(f"{arm} - scratch: {statistics.mean(diff):+.3f} +- {sd:.3f} (sd over {len(diff)} seeds; "
