@@ -34,5 +34,5 @@ def report(res: dict, first_s: float, agreement: str) -> None:
     import json
 
     print(json.dumps(res, indent=2))
-    print(f"plain MONAI {res['plain_s']:.2f} s | volseg {res['volseg_s']:.2f} s (first call with compile "
+    print(f"plain MONAI {res['plain_s']:.2f} s | volseg {res['volseg_s']:.2f} s (first call "
           f"{first_s:.1f} s) | speed-up {res['ratio']:.2f}x | {agreement}")

@@ -160,7 +160,7 @@ def main(argv: List[str] = None) -> Dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shape", type=int, nargs=3, default=[512, 512, 200])
     p.add_argument("--input", choices=("nifti", "dicom"), default="nifti")
-    p.add_argument("--backend", choices=("auto", "eager", "compiled"), default="auto")
+    p.add_argument("--backend", choices=("auto", "eager", "channels_last", "aoti", "openvino"), default="auto")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "volseg-bench-pipeline"))
     p.add_argument("--quick", action="store_true", help="256x256x64, 1 repeat: a smoke test")

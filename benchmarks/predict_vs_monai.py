@@ -4,8 +4,9 @@ Same network (``create_network("unet")`` = MONAI UNet (16,32,64,128,256), 4.81 M
 weights, ROI, overlap, sw_batch_size and volume. Plain MONAI = ``sliding_window_inference`` +
 ``torch.argmax``; volseg = ``volseg.inference.streaming.sliding_window_segment`` (the same
 windows and Gaussian weights, blended a few slabs at a time straight into a uint8 label map) with
-``volseg.inference.fast.optimize_for_inference`` (channels-last + torch.compile with freezing). Runs are interleaved and the median of ``--repeats`` is reported; the
-one-off compile time is reported separately. Peak RSS of each path is measured in its own child
+the forward pass of ``volseg.inference.backends.make_forward`` (``--backend``, default ``auto``:
+a cached artifact when ``volseg optimize`` built one, else the eager network). Runs are interleaved
+and the median of ``--repeats`` is reported; the first call is reported separately. Peak RSS of each path is measured in its own child
 process (``--rss``), so the two do not contaminate each other.
 
     python benchmarks/predict_vs_monai.py --quick            # 128x128x64, smoke test (~1 min)
@@ -65,7 +66,7 @@ def peak_rss(mode: str, args: argparse.Namespace) -> float:
     """Peak RSS (GB) of one path in a fresh child process."""
     return child_peak_rss(__file__, ["--child", mode, "--shape", *map(str, args.shape), "--classes",
                                      str(args.classes), "--overlap", str(args.overlap), "--sw-batch-size",
-                                     str(args.sw_batch_size)])
+                                     str(args.sw_batch_size), "--backend", args.backend])
 
 
 def child(args: argparse.Namespace) -> None:
@@ -77,9 +78,10 @@ def child(args: argparse.Namespace) -> None:
     if args.child == "plain":
         run_plain(net, img, roi, args.overlap, args.sw_batch_size)
     else:
-        from volseg.inference.fast import optimize_for_inference
+        from volseg.inference.backends import make_forward
 
-        run_volseg(optimize_for_inference(build(args.classes), roi, "cpu"), img, roi, args.overlap, args.sw_batch_size)
+        forward = make_forward(build(args.classes), (args.sw_batch_size, 1, *roi), "cpu", backend=args.backend)
+        run_volseg(forward, img, roi, args.overlap, args.sw_batch_size)
     print(peak_rss_gb())
 
 
@@ -91,6 +93,7 @@ def main(argv: List[str] = None) -> Dict[str, float]:
     p.add_argument("--sw-batch-size", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--backend", default="auto", help="volseg forward backend (volseg.inference.backends.BACKENDS)")
     p.add_argument("--quick", action="store_true", help="128x128x64, 1 repeat: a smoke test")
     p.add_argument("--rss", action="store_true", help="also measure peak RSS of each path in a child process")
     p.add_argument("--child", choices=("plain", "volseg"), help=argparse.SUPPRESS)
@@ -102,12 +105,12 @@ def main(argv: List[str] = None) -> Dict[str, float]:
         args.shape, args.repeats = [128, 128, 64], 1
     if args.threads:
         torch.set_num_threads(args.threads)
-    from volseg.inference.fast import optimize_for_inference
+    from volseg.inference.backends import make_forward
 
     roi = (96, 96, 96)
     img = volume(args.shape)
     plain_net = build(args.classes)
-    fast = optimize_for_inference(build(args.classes), roi, "cpu")  # same seed: identical weights
+    fast = make_forward(build(args.classes), (args.sw_batch_size, 1, *roi), "cpu", backend=args.backend)  # same weights
     t0 = time.perf_counter()
     first = run_volseg(fast, img, roi, args.overlap, args.sw_batch_size)
     first_s = time.perf_counter() - t0
@@ -131,7 +134,7 @@ def main(argv: List[str] = None) -> Dict[str, float]:
     if args.rss:
         res["plain_peak_rss_gb"] = peak_rss("plain", args)
         res["volseg_peak_rss_gb"] = peak_rss("volseg", args)
-    report(res, first_s, f"argmax agreement {agree:.6f}")
+    report(res, first_s, f"argmax agreement {agree:.6f} ({fast!r})")
     return res
 
 

@@ -39,7 +39,7 @@ _DENIED_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
 #: file suffixes volseg writes, per kind of output (first = default)
 OUTPUT_SUFFIXES = {
     "volume": (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd"),
-    "mask": (".nii.gz", ".nii", ".seg.dcm", ".dcm"),
+    "mask": (".nii.gz", ".nii", ".seg.dcm", ".dcm", ".png"),
 }
 OUTPUT_KINDS = ("volume", "mask", "folder", "mask-or-folder")
 # names that are clearly files, refused where a folder is expected (``-o x.txt``)

@@ -6,6 +6,7 @@ DIR holds the pyradiomics 3.0.1 ``data/`` files (``lung1_image.nrrd`` ...); with
 ``--samples`` they come from ``volseg.data.fetch_samples()``. lung1 is cut into PNG pairs
 (tumour label + a lung class from an HU threshold), a 2D U-Net is trained on its slices, and
 both lung1 and lung2 volumes are predicted through ``bundles/lung_png2d/configs/inference.json``.
+Training is the bundle's (``volseg.training.run_bundle``) with a smaller network and settings.
 Prints Dice per class and the mask's affine against SimpleITK's reading of the NRRD.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-PALETTE = {0: [0, 0, 0], 1: [0, 0, 255], 2: [0, 255, 0]}
+PALETTE = {"0": [0, 0, 0], "1": [0, 0, 255], "2": [0, 255, 0]}
 NET = {"_target_": "monai.networks.nets.UNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 3,
        "channels": [16, 32, 64, 128], "strides": [2, 2, 2], "num_res_units": 1}
 
@@ -51,10 +52,10 @@ def main() -> None:
     import torch
     from monai.bundle import run as bundle_run
     from monai.data import MetaTensor
-    from monai.networks.nets import UNet
 
+    from volseg.data.png import png_split
     from volseg.data.png_slices import volume_to_png_slices
-    from volseg.workflows.png2d import train_png2d
+    from volseg.training import run_bundle
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=Path, help="folder with lung1_image.nrrd ... (default: fetch_samples())")
@@ -77,21 +78,17 @@ def main() -> None:
         if case == "lung1":
             image = MetaTensor(torch.from_numpy(ct[None]), affine=torch.from_numpy(aff))
             volume_to_png_slices(image, refs[case][0], out / "lung1_png", window=(-1000, 400), palette=PALETTE)
-    torch.manual_seed(0)
-    net = UNet(**{k: v for k, v in NET.items() if k != "_target_"})
-    res = train_png2d(dataset_dir=out / "lung1_png", output_dir=out / "run", network=net, num_classes=3,
-                      palette=PALETTE, loss="dicece", max_epochs=args.epochs, batch_size=8, patience=5,
-                      learning_rate=3e-3, device="cpu", n_samples=4)
-    overrides = {"network_def": NET}
-    import volseg.transforms as vt
-
-    if not hasattr(vt, "LoadVolumed"):
-        overrides["preprocessing#transforms#0"] = {"_target_": "LoadImaged", "keys": "image", "ensure_channel_first": True}
+    res = run_bundle(REPO / "bundles" / "lung_png2d", out / "lung1_png", output_dir=out / "run",
+                     overrides={"network_def": NET, "palette": PALETTE, "max_epochs": args.epochs, "batch_size": 8,
+                                "patience": 5, "patience_steps": 0, "learning_rate": 3e-3, "device": "cpu",
+                                "seed": 0})
+    split = png_split(out / "lung1_png", seed=42)
     bundle_run(config_file=str(REPO / "bundles" / "lung_png2d" / "configs" / "inference.json"),
-               input_dir=str(out / "scans"), output_dir=str(out / "run"), **overrides)
+               input_dir=str(out / "scans"), output_dir=str(out / "run"), network_def=NET)
     import nibabel as nib
 
-    rows = {"train": {k: res[k] for k in ("epochs_run", "best_epoch", "n_train", "n_val", "n_test")},
+    rows = {"train": {"epochs_run": res["epochs"], "best_epoch": res["best_epoch"],
+                      **{f"n_{k}": len(v) for k, v in split.items()}},
             "test_slices": res["test_metrics"]["dice"]}
     for case, (ref, aff) in refs.items():
         m = nib.load(out / "run" / "predictions" / f"{case}_seg.nii.gz")

@@ -228,3 +228,25 @@ def zoo_cases(tmp_path_factory) -> Dict[str, Path]:
 def train_images(tmp_path_factory) -> List[Path]:
     root = tmp_path_factory.mktemp("zoo_train")
     return [phantom_file(root, f"train{i}", (130, 120, 40), (1.0, 1.0, 2.5), seed=10 + i) for i in range(2)]
+
+
+SPLEEN_TARGET = smooth_band(0.25, 0.75, 1.0)  # soft tissue and lesions in the spleen window (-57..164 HU)
+WHOLEBODY_OVERRIDES = {"network_def#init_filters": 8}
+WHOLEBODY_TARGET = smooth_levels([-0.5, 0.14, 0.6], 1.0)  # air+lung / fat / soft tissue / bone
+
+
+@pytest.fixture(scope="session")
+def spleen(tmp_path_factory, train_images) -> Path:
+    """The unmodified model-zoo spleen_ct_segmentation inference config with overfit weights."""
+    bundle = copy_zoo("spleen_ct_segmentation", tmp_path_factory.mktemp("zoo") / "spleen_ct_segmentation")
+    overfit(bundle, train_images, SPLEEN_TARGET, steps=150)
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def wholebody(tmp_path_factory, train_images) -> Path:
+    """The unmodified model-zoo wholeBody_ct_segmentation inference config (SegResNet, 105 classes,
+    dropout 0.2), run with ``network_def#init_filters`` 8, with overfit weights."""
+    bundle = copy_zoo("wholeBody_ct_segmentation", tmp_path_factory.mktemp("zoo") / "wholeBody_ct_segmentation")
+    overfit(bundle, train_images, WHOLEBODY_TARGET, overrides=WHOLEBODY_OVERRIDES, steps=150)
+    return bundle

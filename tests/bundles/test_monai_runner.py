@@ -14,20 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.bundles.conftest import (agreement, copy_zoo, dice, make_bundle_dir, overfit, run_monai, runner_mask,
-                                    smooth_band, smooth_levels)
+from tests.bundles.conftest import (WHOLEBODY_OVERRIDES, agreement, dice, make_bundle_dir, overfit, run_monai,
+                                    runner_mask, smooth_levels)
 
 pytestmark = [pytest.mark.bundle, pytest.mark.slow]
-
-SPLEEN_TARGET = smooth_band(0.25, 0.75, 1.0)  # soft tissue and lesions in the spleen window (-57..164 HU)
-
-
-@pytest.fixture(scope="module")
-def spleen(tmp_path_factory, train_images) -> Path:
-    bundle = copy_zoo("spleen_ct_segmentation", tmp_path_factory.mktemp("zoo") / "spleen_ct_segmentation")
-    overfit(bundle, train_images, SPLEEN_TARGET, steps=150)
-    return bundle
-
 
 @pytest.fixture(scope="module")
 def spleen_runs(spleen, zoo_cases, tmp_path_factory):
@@ -84,17 +74,6 @@ def test_spleen_accuracy_at_twice_the_model_resolution(spleen, tmp_path):
                                           {"_target_": "Invertd", "keys": "pred", "transform": "@preprocessing",
                                            "orig_keys": "image", "nearest_interp": True}]})
     assert dice(labels_first[0].numpy(), truth) < d_volseg
-
-
-WHOLEBODY_OVERRIDES = {"network_def#init_filters": 8}
-WHOLEBODY_TARGET = smooth_levels([-0.5, 0.14, 0.6], 1.0)  # air+lung / fat / soft tissue / bone
-
-
-@pytest.fixture(scope="module")
-def wholebody(tmp_path_factory, train_images) -> Path:
-    bundle = copy_zoo("wholeBody_ct_segmentation", tmp_path_factory.mktemp("zoo") / "wholeBody_ct_segmentation")
-    overfit(bundle, train_images, WHOLEBODY_TARGET, overrides=WHOLEBODY_OVERRIDES, steps=150)
-    return bundle
 
 
 @pytest.mark.parametrize("case", ["las", "thin", "dicom"])
@@ -195,10 +174,15 @@ def test_yaml_bundle_with_scripts_matches_monai_runner(yaml_bundle, zoo_cases, t
     "no_channel")``, a crop to the foreground, and ``KeepLargestConnectedComponentd`` (run by MONAI)."""
     from volseg.inference import predict
 
+    from volseg.errors import ConfigError
+
     src = zoo_cases[case]
     run_monai(yaml_bundle, [src], tmp_path / "runner", config_file="configs/inference.yaml")
     ref = np.rint(np.asarray(runner_mask(tmp_path / "runner", src, postfix="seg").dataobj)).astype(np.uint8)
-    got = predict(src, tmp_path / "v.nii.gz", model=yaml_bundle, backend="eager", progress=False)[0].numpy()
+    with pytest.raises(ConfigError, match="--trust-bundle"):  # its scripts/ are code: the user must say so
+        predict(src, tmp_path / "v.nii.gz", model=yaml_bundle, backend="eager", progress=False)
+    got = predict(src, tmp_path / "v.nii.gz", model=yaml_bundle, backend="eager", progress=False,
+                  trust_bundle=True)[0].numpy()
     assert len(np.unique(ref)) == 3
     assert agreement(got, ref) >= 0.9999, int((got != ref).sum())
 

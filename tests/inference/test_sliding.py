@@ -82,7 +82,7 @@ def test_spec_from_monai_inferers_and_refusals():
     spec = WindowSpec.from_inferer(SlidingWindowInferer((96, 96, 96), sw_batch_size=4, overlap=0.5,
                                                         padding_mode="replicate", mode="gaussian"))
     assert spec == WindowSpec((96, 96, 96), 4, 0.5, "gaussian", 0.125, "replicate", 0.0)
-    assert WindowSpec.from_inferer(SliceInferer((64, 64), spatial_dim=1)).slice_axis == 1
+    assert WindowSpec.from_inferer(SliceInferer(roi_size=(64, 64), spatial_dim=1)).slice_axis == 1
     assert WindowSpec.from_inferer(SimpleInferer()) is None
     assert WindowSpec.from_inferer(SlidingWindowInferer((8, 8, 8), with_coord=True)) is None
     with pytest.raises(ConfigError, match="mode 'median'"):

@@ -72,6 +72,15 @@ class TestNetwork:
         assert export_onnx(net, tmp_path / "net.onnx", x) <= 1e-4
         assert (tmp_path / "net.ts").stat().st_size > 0 and (tmp_path / "net.onnx").stat().st_size > 0
 
+    def test_scripts_for_any_input_size(self, name: str, dims: int) -> None:
+        torch.manual_seed(0)
+        net = build(name, dims, out_channels=3).eval()
+        scripted = torch.jit.script(net)
+        for size in (32, 37) if dims == 2 else (32, 21):  # 37 and 21 need padding and cropping back
+            x = torch.randn(2, 1, *([size] * (dims - 1)), size + 3)
+            with torch.no_grad():
+                torch.testing.assert_close(scripted(x), net(x), rtol=0, atol=1e-6)
+
     @pytest.mark.slow
     def test_overfits_a_blob(self, name: str, dims: int) -> None:
         torch.manual_seed(0)

@@ -1,9 +1,8 @@
 """`volseg predict` under hostile conditions (issue 12), with the tiny fixed-weight bundle.
 
-Tests running predict in a subprocess are ``slow`` (torch start-up). Tests marked
-``xfail(strict=True)`` document behaviour that needs wiring inside predict (output validation before
-the model loads, one atomic group per case, ``--nan-to``, float16 probabilities); the lead removes
-the marks when wiring. The others hold already through volseg.io / volseg._atomic.
+Tests running predict in a subprocess are ``slow`` (torch start-up). Covered: output
+validation before the model loads, one atomic group per case, ``--nan-to``, float32 probabilities
+(NIfTI-1 has no float16), temporaries of killed runs swept, a full disk named.
 """
 from __future__ import annotations
 
@@ -20,7 +19,6 @@ import pytest
 from tests.inference.conftest import bundle3d, expected_labels, make_bundle, phantom  # noqa: F401 - fixtures
 from tests.robustness.conftest import leftovers, run_volseg, unprivileged
 
-WIRED_BY_LEAD = pytest.mark.xfail(strict=True, reason="wired into predict by the lead")
 CAP_MB = 8192  # torch reserves address space generously
 
 
@@ -65,14 +63,12 @@ def _one_line(run, *fragments) -> str:
     return run.err_lines[0]
 
 
-@WIRED_BY_LEAD
 def test_unknown_output_suffix_refused_before_model_load(ct, broken_bundle, tmp_path, capsys):
     run = _main(capsys, "-i", ct, "-o", tmp_path / "x.txt", "-m", broken_bundle)
     _one_line(run, tmp_path / "x.txt", ".nii.gz", ".seg.dcm")
     assert not (tmp_path / "x.txt").exists()
 
 
-@WIRED_BY_LEAD
 @pytest.mark.slow  # a predict subprocess (torch start-up)
 def test_read_only_output_refused_before_model_load(ct, broken_bundle, tmp_path):
     ro = tmp_path / "ro"
@@ -83,7 +79,6 @@ def test_read_only_output_refused_before_model_load(ct, broken_bundle, tmp_path)
     assert leftovers(ro) == []
 
 
-@WIRED_BY_LEAD
 def test_output_inside_input_series_refused_before_model_load(phantom, broken_bundle, tmp_path, capsys):  # noqa: F811
     from volseg.io import write_dicom_series
 
@@ -95,7 +90,6 @@ def test_output_inside_input_series_refused_before_model_load(phantom, broken_bu
     assert leftovers(series) == before
 
 
-@WIRED_BY_LEAD
 def test_output_equal_to_input_refused_before_model_load(ct, broken_bundle, tmp_path, capsys):
     copy = tmp_path / "ct.nii.gz"
     copy.write_bytes(ct.read_bytes())
@@ -142,7 +136,6 @@ def test_kill_9_temporaries_swept_by_next_run(ct, bundle3d, tmp_path):  # noqa: 
     assert leftovers(out) == ["ct.nii.gz", "ct_stats.csv", "ct_stats.json"]
 
 
-@WIRED_BY_LEAD
 @pytest.mark.slow  # a predict subprocess (torch start-up)
 def test_kill_9_during_rerun_keeps_previous_case_outputs(ct, bundle3d, tmp_path):  # noqa: F811
     out = tmp_path / "out"
@@ -154,7 +147,6 @@ def test_kill_9_during_rerun_keeps_previous_case_outputs(ct, bundle3d, tmp_path)
     assert {n: (out / n).read_bytes() for n in old} == old  # nothing of the new case renamed yet
 
 
-@WIRED_BY_LEAD
 def test_failed_rerun_keeps_previous_case_outputs(ct, bundle3d, tmp_path, monkeypatch):  # noqa: F811
     import volseg
     from volseg.inference import report
@@ -197,7 +189,6 @@ def test_nan_input_refused_by_default(nan_ct, bundle3d, tmp_path, capsys):  # no
     assert not (tmp_path / "m.nii.gz").exists()
 
 
-@WIRED_BY_LEAD
 def test_nan_to_replaces_before_inference(nan_ct, bundle3d, tmp_path):  # noqa: F811
     out = tmp_path / "m.nii.gz"
     run = _predict("-i", nan_ct, "-o", out, "-m", bundle3d, "--nan-to", "-1000")
@@ -208,10 +199,9 @@ def test_nan_to_replaces_before_inference(nan_ct, bundle3d, tmp_path):  # noqa: 
     np.testing.assert_array_equal(np.asarray(nib.load(str(out)).dataobj), expected_labels(hu))
 
 
-@WIRED_BY_LEAD
-def test_float16_probabilities(ct, bundle3d, tmp_path, capsys):  # noqa: F811
+def test_float32_probabilities(ct, bundle3d, tmp_path, capsys):  # noqa: F811
     out = tmp_path / "out"
-    run = _main(capsys, "-i", ct, "-o", out, "-m", bundle3d, "--save-probabilities", "float16")
+    run = _main(capsys, "-i", ct, "-o", out, "-m", bundle3d, "--save-probabilities", "float32")
     assert run.rc == 0, run.err
     prob = nib.load(str(out / "ct_prob.nii.gz"))
     p = np.asarray(prob.dataobj, dtype=np.float32)

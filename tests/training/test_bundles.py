@@ -87,8 +87,10 @@ def trained_ct(ct_dataset, tmp_path_factory):
 def test_ct_unet3d_trains_via_monai_bundle(trained_ct):
     out, proc = trained_ct
     rows = _check_outputs(out, 2)
-    assert all(0.0 <= float(r["val_mean_dice"]) <= 1.0 for r in rows)
-    assert "dice_lung" in rows[0] and "dice_lesion" in rows[0]
+    for r in rows:  # one validation case with both labels: MONAI's MeanDice is the mean of the two Dice
+        assert 0.0 <= float(r["dice_lung"]) <= 1.0 and 0.0 <= float(r["dice_lesion"]) <= 1.0
+        assert float(r["val_mean_dice"]) == pytest.approx((float(r["dice_lung"]) + float(r["dice_lesion"])) / 2,
+                                                          abs=1e-5)
     assert "M params" in proc.stdout
 
 
@@ -111,7 +113,28 @@ def test_evaluate_writes_per_case_dice(trained_ct, ct_dataset):
     rows = _rows(out / "eval" / "dice_per_case.csv")
     assert len(rows) == 1 and rows[0]["case"].endswith(".nii.gz")
     assert {"dice_lung", "dice_lesion", "mean_dice"} <= set(rows[0])
-    assert 0.0 <= float(rows[0]["dice_lung"]) <= 1.0
+    # models/model.pt is the best epoch's: evaluating it on the validation case gives that epoch's Dice
+    history = _rows(out / "logs" / "metrics.csv")
+    best = max(history, key=lambda r: float(r["val_mean_dice"]))
+    for key in ("dice_lung", "dice_lesion"):
+        assert float(rows[0][key]) == pytest.approx(float(best[key]), abs=1e-4), key
+    assert float(rows[0]["mean_dice"]) == pytest.approx((float(rows[0]["dice_lung"]) + float(rows[0]["dice_lesion"])) / 2,
+                                                        abs=1e-5)
+
+
+def test_same_seed_same_model(ct_dataset, tmp_path):
+    """ct_unet3d at tiny settings, twice with one seed: identical model.pt tensors (random crops, shuffling,
+    initialisation all seeded); a second seed gives another model."""
+    import torch
+
+    from volseg.training import run_bundle
+
+    over = dict(TINY, max_epochs=1)
+    paths = [run_bundle(BUNDLES / "ct_unet3d", ct_dataset, output_dir=tmp_path / name,
+                        overrides=dict(over, seed=seed))["model_path"] for name, seed in (("a", 5), ("b", 5), ("c", 6))]
+    a, b, c = (torch.load(p, weights_only=True) for p in paths)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
 
 
 def test_resume_keeps_epochs_and_history(ct_dataset, tmp_path):
@@ -131,6 +154,11 @@ def test_resume_keeps_epochs_and_history(ct_dataset, tmp_path):
     assert [float(r["loss"]) for r in rows[:2]] == pytest.approx([h["loss"] for h in first["history"]], rel=1e-4)
     ckpt = torch.load(tmp_path / "models" / "checkpoint_last.pt", weights_only=True)
     assert ckpt["epoch"] == 3 and {"model", "optimizer", "scheduler", "history"} <= set(ckpt)
+    assert ckpt["optimizer"]["state"], "the optimizer's moments are checkpointed"
+    # the best over all epochs, those before the resume included (test_resume.py checks model.pt)
+    scores = [h["val_mean_dice"] for h in second["history"]]
+    assert second["best_metric"] == pytest.approx(max(scores))
+    assert second["best_epoch"] == 1 + scores.index(max(scores))
 
 
 def test_early_stopping(ct_dataset, tmp_path):

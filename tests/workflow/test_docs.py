@@ -78,40 +78,9 @@ def _sandbox(tmp: Path) -> Path:
     return tmp
 
 
-def _pending(body: str) -> str:
-    """Why a block cannot run yet (a command or bundle other parts have not delivered), or ''."""
-    for cmd in sorted(set(re.findall(r"\bvolseg (\w+)", body))):
-        res = subprocess.run([sys.executable, "-m", "volseg", cmd, "--help"], capture_output=True, encoding="utf-8", errors="replace")
-        if "not implemented yet" in res.stdout or res.returncode != 0:
-            return f"'volseg {cmd}' not implemented yet"
-    for name in re.findall(r"bundles/(\w+)/", body):
-        if not (REPO / "bundles" / name / "configs").is_dir():
-            return f"bundle {name} not written yet"
-    if "lung_png2d" in body or "lung2d" in body:
-        import volseg.networks as networks
-
-        if not hasattr(networks, "create_network"):
-            return "volseg.networks.create_network (unet_classic) not written yet"
-    if re.search(r"volseg predict|inference\.json", body):
-        import volseg.transforms as transforms
-
-        if not hasattr(transforms, "LoadVolumed"):
-            return "volseg.transforms.LoadVolumed (used by inference.json) not written yet"
-    if "volseg demo" in body:
-        from tests.workflow.test_demo import _missing
-
-        if _missing():
-            return f"the demo needs {', '.join(_missing())}"
-    return ""
-
-
 def _run_page(page: Path, tags: Tuple[str, ...], tmp: Path) -> None:
     blocks = [b for b in _blocks(page) if b[0] == "bash" and set(tags) & set(b[1])]
-    if not blocks:
-        pytest.skip(f"{page.name} has no {'/'.join(tags)} blocks")
-    why = next((w for w in (_pending(b[2]) for b in blocks) if w), "")
-    if why:
-        pytest.skip(f"{page.name}: {why}")
+    assert blocks, f"{page.name} has no {'/'.join(tags)} blocks"
     cwd = _sandbox(tmp)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -119,6 +88,46 @@ def _run_page(page: Path, tags: Tuple[str, ...], tmp: Path) -> None:
         res = subprocess.run(["bash", "-euo", "pipefail", "-c", body], cwd=cwd, env=env,
                              capture_output=True, encoding="utf-8", errors="replace", timeout=600)
         assert res.returncode == 0, f"{page.name} block failed:\n{body}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
+        _check_block(body, cwd, res.stdout)
+
+
+def _same_grid(path: Path, ref: Path) -> None:
+    """``path`` is a uint8/uint16 mask with the shape and affine of ``ref`` (nibabel)."""
+    import nibabel as nib
+    import numpy as np
+
+    m, r = nib.load(str(path)), nib.load(str(ref))
+    assert m.get_data_dtype() in (np.uint8, np.uint16), path
+    assert m.shape == r.shape, (path, m.shape, r.shape)
+    np.testing.assert_allclose(m.affine, r.affine, atol=1e-4, err_msg=str(path))
+
+
+def _check_block(body: str, cwd: Path, stdout: str) -> None:
+    """What the data make known about a block's commands, beyond exit code 0: masks from
+    ``volseg predict`` and MONAI's runner on the input's grid, one PNG per slice from
+    ``--to png-slices``, the shape ``volseg info`` prints."""
+    import nibabel as nib
+
+    for src, out in re.findall(r"volseg predict -i (\S+) -o (\S+\.nii\.gz)", body):
+        _same_grid(cwd / out, cwd / src)
+    for src, folder in re.findall(r"volseg convert (\S+\.nii\.gz) .*--to png-slices (\S+)", body):
+        from PIL import Image
+
+        shape = nib.load(str(cwd / src)).shape
+        pngs = sorted((cwd / folder / "images").glob("*.png"))
+        assert len(pngs) == shape[2], (folder, len(pngs), shape)
+        for png in pngs:
+            with Image.open(png) as im:
+                assert im.size == shape[:2], (png, im.size, shape)
+    for src_dir, out_dir in re.findall(r"monai\.bundle run .*inference\.json --input_dir (\S+) --output_dir (\S+)", body):
+        for src in sorted((cwd / src_dir).glob("*.nii.gz")):
+            preds = sorted((cwd / out_dir / "predictions").glob(src.name[:-7] + "*.nii.gz"))
+            assert preds, f"no prediction for {src.name} in {out_dir}/predictions"
+            for pred in preds:
+                _same_grid(pred, src)
+    for src in re.findall(r"volseg info (\S+\.nii\.gz)", body):
+        dims = " x ".join(str(n) for n in nib.load(str(cwd / src)).shape)
+        assert re.search(rf"shape:\s+{dims}\b", stdout), (src, dims, stdout[-1000:])
 
 
 def _with(tag: str) -> List[str]:

@@ -1,4 +1,5 @@
-"""The lung_png2d bundle through MONAI's own runner (subprocess), train -> evaluate -> DDP on CPU."""
+"""The lung_png2d bundle through MONAI's own runner (subprocess): train (default recipe and the seed
+recipe as an extra config file) -> evaluate -> DDP on CPU -> inference on PNGs and volumes."""
 from __future__ import annotations
 
 import csv
@@ -48,20 +49,40 @@ def test_bundle_train_then_evaluate(tmp_path: Path, small_net: Path) -> None:
     write_png_pairs(data, n=10)
     out = tmp_path / "out"
     common = ["--dataset_dir", str(data), "--output_dir", str(out), "--roi_size", "[32,32]", "--batch_size", "4"]
-    _run([sys.executable, "-m", "monai.bundle", "run", "training", "--meta_file", str(CONFIGS / "metadata.json"),
-          "--config_file", _configs("train.json", small=small_net), "--max_epochs", "2", *common], tmp_path)
+    log = _run([sys.executable, "-m", "monai.bundle", "run", "training", "--meta_file", str(CONFIGS / "metadata.json"),
+                "--config_file", _configs("train.json", small=small_net), "--max_epochs", "2", *common], tmp_path)
     for rel in ("models/model.pt", "models/checkpoint_last.pt", "logs/metrics.csv", "logs/curves.png",
-                "eval/samples.png", "eval/test_metrics.json"):
+                "eval/samples.png", "eval/test_metrics.json", "eval/test_metrics.csv"):
         assert (out / rel).is_file(), rel
     with open(out / "logs" / "metrics.csv") as fh:
-        assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2"]
+        rows = list(csv.DictReader(fh))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[1]["lr"]) < float(rows[0]["lr"])  # cosine
+    assert "an epoch is only 2 optimizer step(s)" in log  # 6 training images, batch 4
+    assert "test (2 images): accuracy" in log and "Dice tumour" in log and ", lung " in log
     exported = json.loads((out / "configs" / "inference.json").read_text())  # RUN is a bundle of its own
     assert exported["roi_size"] == [32, 32] and exported["bundle_root"] == str(out.resolve())
+    trained = json.loads((out / "eval" / "test_metrics.json").read_text())
     (out / "eval" / "test_metrics.json").unlink()
     _run([sys.executable, "-m", "monai.bundle", "run", "--config_file",
           _configs("train.json", "evaluate.json", small=small_net), *common], tmp_path)
     metrics = json.loads((out / "eval" / "test_metrics.json").read_text())
-    assert metrics["n_images"] == 2 and set(metrics["dice"]) == {"background", "tumour", "lung"}
+    assert metrics["n_images"] == 2 and set(metrics["dice"]) == {"tumour", "lung"}
+    assert metrics["loss"] == pytest.approx(trained["loss"], rel=1e-5)  # model.pt = the weights tested after training
+
+
+@pytest.mark.bundle
+def test_seed_recipe_as_an_extra_config_file(tmp_path: Path, small_net: Path) -> None:
+    """``--config_file "['train.json', 'recipe_seed.json']"``: cross-entropy, early stopping on validation loss."""
+    data = tmp_path / "data"
+    write_png_pairs(data, n=10)
+    out = tmp_path / "seed"
+    log = _run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file",
+                _configs("train.json", "recipe_seed.json", small=small_net), "--dataset_dir", str(data),
+                "--output_dir", str(out), "--roi_size", "[32,32]", "--batch_size", "4", "--max_epochs", "2"], tmp_path)
+    with open(out / "logs" / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["lr"] for r in rows] == ["0.001", "0.001"]  # the seed recipe: Adam 1e-3, no schedule
+    assert "val_loss" in log and "(best" in log
 
 
 @pytest.mark.bundle
@@ -81,9 +102,6 @@ def test_bundle_torchrun_two_processes_gloo(tmp_path: Path, small_net: Path) -> 
 def test_bundle_default_network_is_unet_classic() -> None:
     cfg = json.loads((CONFIGS / "train.json").read_text())
     assert cfg["network_def"]["name"] == "unet_classic" and cfg["network_def"]["spatial_dims"] == 2
-    networks = pytest.importorskip("volseg.networks")
-    if not hasattr(networks, "create_network"):
-        pytest.skip("volseg.networks.create_network not written yet (engineer B)")
     from monai.bundle import ConfigParser
 
     parser = ConfigParser(cfg)
@@ -112,15 +130,9 @@ def test_bundle_inference_2d_model_on_3d_volume(tmp_path: Path) -> None:
     net = tmp_path / "net.json"
     net.write_text(json.dumps({"network_def": {"_target_": "torch.nn.Conv2d", "in_channels": 1,
                                                "out_channels": 3, "kernel_size": 1}}))
-    extra = []
-    import volseg.transforms as vt
-
-    if not hasattr(vt, "LoadVolumed"):  # engineer C's loader not landed yet: MONAI's reader stands in
-        extra = ["--preprocessing#transforms#0#_target_", "LoadImaged",
-                 "--preprocessing#transforms#0#ensure_channel_first", "true"]
     _run([sys.executable, "-m", "monai.bundle", "run", "--config_file",
           repr([str(CONFIGS / "inference.json"), str(net)]), "--input_dir", str(tmp_path / "in"),
-          "--output_dir", str(model_dir), "--roi_size", "[40,36]", "--median_kernel", "0", *extra], tmp_path)
+          "--output_dir", str(model_dir), "--roi_size", "[40,36]", "--median_kernel", "0"], tmp_path)
     out = nib.load(model_dir / "predictions" / "chest_seg.nii.gz")
     assert out.shape == ct.shape and out.get_data_dtype() == np.uint8
     np.testing.assert_allclose(out.affine, AFFINE, atol=1e-5)
@@ -133,12 +145,9 @@ def test_bundle_inference_on_png_writes_colour_png(tmp_path: Path) -> None:
     import torch
     from PIL import Image
 
-    import volseg.transforms as vt
     from tests.workflow.test_png_slices import _threshold_net
-    from volseg.data.png import load_png_label
+    from volseg.io.png import load_png_label
 
-    if not hasattr(vt, "LoadVolumed"):
-        pytest.skip("volseg.transforms.LoadVolumed not written yet (engineer C)")
     img_dir, lab_dir = write_png_pairs(tmp_path / "pngs", n=2, size=32)
     model_dir = tmp_path / "model"
     (model_dir / "models").mkdir(parents=True)

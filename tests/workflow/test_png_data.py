@@ -1,4 +1,5 @@
-"""PNG pairing, palette and transform checks (errors name the file and the problem)."""
+"""PNG pairing, palette and transform checks (errors name the file and the problem), and the one
+preprocessing training and inference share."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,16 +9,12 @@ import pytest
 from PIL import Image
 
 from tests.workflow.conftest import write_png_pairs
-from volseg.data.png import (
-    DEFAULT_PALETTE,
-    labels_to_rgb,
-    load_png_label,
-    pair_png_folders,
-    parse_palette,
-    rgb_to_labels,
-)
+from volseg.data.png import check_png_pairs, pair_png_folders
 from volseg.errors import ConfigError, InputError
-from volseg.transforms.png2d import load_png_gray, median_filter_2d, png2d_transforms
+from volseg.io.png import DEFAULT_PALETTE, labels_to_rgb, load_png_label, parse_palette, read_png_gray, rgb_to_labels
+from volseg.transforms.png2d import median_filter_2d, png2d_transforms
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_pairs_sorted_recursive_and_suffixes(tmp_path: Path) -> None:
@@ -57,7 +54,7 @@ def test_png_suffix_but_not_png(tmp_path: Path) -> None:
     bad = tmp_path / "fake.png"
     Image.new("L", (4, 4)).save(bad, format="JPEG")
     with pytest.raises(InputError, match="fake.png: not a PNG"):
-        load_png_gray(bad)
+        read_png_gray(bad)
 
 
 def test_unknown_colour_names_file_colour_and_count(tmp_path: Path) -> None:
@@ -92,9 +89,63 @@ def test_gray_16bit_and_orientation(tmp_path: Path) -> None:
     arr[0, 4] = 65535
     path = tmp_path / "g16.png"
     Image.fromarray(arr).save(path)
-    img = load_png_gray(path)
-    assert img.shape == (5, 3) and img.dtype == np.float32
-    assert img[4, 0] == pytest.approx(1.0) and img.sum() == pytest.approx(1.0)
+    raw = read_png_gray(path)
+    assert raw.shape == (1, 5, 3) and raw.array.dtype == np.float32 and raw.meta["png_max"] == 65535.0
+    img = png2d_transforms("infer", spatial_size=(5, 3), median_kernel=0)({"image": str(path)})["image"]
+    assert img[0, 4, 0] == pytest.approx(1.0) and float(img.sum()) == pytest.approx(1.0)
+
+
+def _png_variants(tmp_path: Path) -> dict:
+    """The same grey picture stored five ways, plus a dark 16-bit image (max 200 of 65535)."""
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (12, 10)).astype(np.uint8)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    files = {"L": grey, "RGB": rgb, "RGBA": np.concatenate([rgb, np.full((12, 10, 1), 200, np.uint8)], axis=2),
+             "I16": grey.astype(np.uint16) * 257, "dark16": (grey.astype(np.uint16) * 200) // 255}
+    paths = {}
+    for name, arr in files.items():
+        paths[name] = tmp_path / f"{name}.png"
+        Image.fromarray(arr).save(paths[name])
+    return paths
+
+
+def test_training_and_inference_preprocess_a_png_identically(tmp_path: Path) -> None:
+    """One loader and one bit-depth policy: train.json's validation preprocessing and inference.json's
+    preprocessing give the same tensor for every storage of a grey PNG (16-bit scaled by 65535, even dark)."""
+    from monai.bundle import ConfigParser
+
+    paths = _png_variants(tmp_path)
+    label = tmp_path / "lab.png"
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(label)
+    parsed = {}
+    for name in ("train.json", "inference.json"):
+        parser = ConfigParser()
+        parser.read_config(str(REPO / "bundles" / "lung_png2d" / "configs" / name))
+        parser["roi_size"] = [16, 12]
+        parsed[name] = parser.get_parsed_content("validate#preprocessing" if name == "train.json" else "preprocessing")
+    ref = None
+    for name, path in paths.items():
+        train = parsed["train.json"]({"image": str(path), "label": str(label)})["image"]
+        infer = parsed["inference.json"]({"image": str(path)})["image"]
+        assert tuple(train.shape) == (1, 16, 12)
+        np.testing.assert_array_equal(train.numpy(), infer.numpy(), err_msg=name)
+        if name == "dark16":
+            assert float(train.max()) <= 200 / 65535 + 1e-6, "16-bit PNGs are scaled by the dtype range"
+        elif ref is None:
+            ref = train.numpy()
+        else:
+            np.testing.assert_allclose(train.numpy(), ref, atol=1e-6, err_msg=name)
+
+
+def test_colour_images_stop_training_and_inference_alike(tmp_path: Path) -> None:
+    img_dir, lab_dir = write_png_pairs(tmp_path, n=3)
+    colour = np.zeros((32, 32, 3), np.uint8)
+    colour[..., 0] = 200
+    Image.fromarray(colour).save(img_dir / "case_01.png")
+    with pytest.raises(InputError, match=r"1 bad PNG pair.*case_01\.png: colour PNG"):
+        check_png_pairs(pair_png_folders(img_dir, lab_dir))
+    with pytest.raises(InputError, match=r"case_01\.png: colour PNG"):
+        png2d_transforms("infer")({"image": str(img_dir / "case_01.png")})
 
 
 def test_preset_resizes_labels_nearest_and_filters(tmp_path: Path) -> None:

@@ -12,11 +12,20 @@ import torch
 from volseg.data.png import pair_png_folders
 from volseg.data.png_slices import volume_to_png_slices, window_to_uint8
 from volseg.errors import ConfigError, InputError
-from volseg.transforms.png2d import LoadPNGPaird, SliceIntensityd
-from volseg.workflows.png2d import Slice2DInferer
+from volseg.inference import StreamingInferer
+from volseg.transforms.png2d import SliceIntensityd, png2d_transforms
 
 # voxel -> RAS: LPS-stored axes (x to patient left, y to posterior), anisotropic, shifted origin
 AFFINE = np.array([[-0.7, 0, 0, 120.0], [0, -0.8, 0, 95.0], [0, 0, 2.5, -40.0], [0, 0, 0, 1]])
+
+
+def _load_pair(pair: dict) -> dict:
+    """A PNG pair through the 2D preset at its own size, unfiltered: ``(1, X, Y)`` image in [0, 1], label."""
+    from PIL import Image
+
+    with Image.open(pair["image"]) as im:
+        size = im.size  # (columns, rows) = (X, Y)
+    return png2d_transforms("val", spatial_size=size, median_kernel=0)(pair)
 
 
 def _ct() -> tuple:
@@ -60,7 +69,7 @@ def test_slices_round_trip_to_aligned_3d_mask(tmp_path: Path) -> None:
     assert [p["name"] for p in pairs] == [f"chest_z{k:04d}" for k in range(7)]
     net = _threshold_net()
     for k, pair in enumerate(pairs):
-        d = LoadPNGPaird()(pair)
+        d = _load_pair(pair)
         np.testing.assert_allclose(d["image"][0].numpy(), window_to_uint8(ct[:, :, k]) / 255.0, atol=1e-6)
         np.testing.assert_array_equal(d["label"][0].numpy(), lab[:, :, k])
         with torch.no_grad():
@@ -69,7 +78,7 @@ def test_slices_round_trip_to_aligned_3d_mask(tmp_path: Path) -> None:
     # the 2D model over the 3D volume, slice by slice, back to a mask on the volume's grid
     x = SliceIntensityd(window=(-1000, 400))({"image": image})["image"]
     with torch.no_grad():
-        logits = Slice2DInferer(roi_size=(40, 36), spatial_dim=2)(x[None].as_tensor(), net)
+        logits = StreamingInferer(roi_size=(40, 36), spatial_dim=2)(x[None].as_tensor(), net)
     pred = logits.argmax(1)[0].numpy().astype(np.uint8)
     assert pred.shape == ct.shape
     out = tmp_path / "pred.nii.gz"
@@ -92,7 +101,7 @@ def test_png_slices_options_and_errors(tmp_path: Path) -> None:
     ct, lab = _ct()
     res = volume_to_png_slices(ct, lab, tmp_path / "s", only_labelled=True, axis=2, label_map={1: 2, 2: 1})
     assert res["n_slices"] == 7
-    d = LoadPNGPaird()(pair_png_folders(res["images"], res["labels"])[3])
+    d = _load_pair(pair_png_folders(res["images"], res["labels"])[3])
     assert set(np.unique(d["label"].numpy()).tolist()) == {0.0, 1.0, 2.0}
     assert int((d["label"] == 2).sum()) == int((lab[:, :, 3] == 1).sum())
     res0 = volume_to_png_slices(ct, None, tmp_path / "s0", axis=0)
@@ -119,7 +128,7 @@ def test_png_slices_from_files_keep_nibabel_geometry(tmp_path: Path) -> None:
     info = json.loads(Path(res["index"]).read_text())
     assert info["case"] == "scan" and res["n_slices"] == 7
     np.testing.assert_allclose(info["affine_ras"], nib.load(tmp_path / "scan.nii.gz").affine, atol=1e-5)
-    d = LoadPNGPaird()(pair_png_folders(res["images"], res["labels"])[3])
+    d = _load_pair(pair_png_folders(res["images"], res["labels"])[3])
     np.testing.assert_array_equal(d["label"][0].numpy(), lab[:, :, 3])
     from volseg.errors import VolsegError
 

@@ -6,6 +6,7 @@ Examples:
   volseg train bundles/ct_unet3d --dataset-dir data/phantoms --output-dir runs/ct max_epochs=20 device=cpu
   volseg train ct_unet3d --dataset-dir DIR resume=true
   volseg train bundles/ct_unet3d --dataset-dir DIR --multi-gpu 2
+  volseg train lung_png2d --dataset-dir my_pngs --recipe seed
   volseg train ct_unet3d --dataset-dir DIR --plan plan.json           # settings from `volseg plan`
   volseg train ct_unet3d --dataset-dir DIR --init-from runs/ct --freeze-encoder 5   # fine-tune
 """
@@ -30,9 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bundle folder, or the name of a bundle shipped with volseg (e.g. ct_unet3d), then "
                              "top-level bundle keys, values as JSON: max_epochs=5 roi_size=[64,64,64] device=cpu")
     parser.add_argument("--dataset-dir", required=True, nargs="+", action=_ValueThenOverrides, metavar="DIR",
-                        help="dataset folder (MSD dataset.json or imagesTr/labelsTr)")
+                        help="dataset folder (MSD dataset.json or imagesTr/labelsTr; lung_png2d: images/ + "
+                             "labels/ PNGs)")
     parser.add_argument("--output-dir", default=None, nargs="+", action=_ValueThenOverrides, metavar="DIR",
                         help="where models/ and logs/ go (default: the bundle folder)")
+    parser.add_argument("--recipe", default=None, nargs="+", action=_ValueThenOverrides, metavar="NAME",
+                        help="a named set of settings the bundle ships (configs/recipe_NAME.json), e.g. lung_png2d's "
+                             "'seed' (the Keras tutorial's recipe); default: the bundle's own settings")
     parser.add_argument("--multi-gpu", default="0", nargs="+", action=_ValueThenOverrides, metavar="N",
                         help="train with N processes through torchrun and multi_gpu_train.json (DDP)")
     parser.add_argument("--trust-bundle", action="store_true",
@@ -57,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
 
     from volseg.errors import ConfigError, InputError
     from volseg.bundles.config import parse_overrides
+    from volseg.training.handlers import format_test_line
+    from volseg.training.recipes import recipe_config_files
     from volseg.training.run import run_bundle
 
     overrides = parse_overrides(args.overrides)
@@ -79,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if args.multi_gpu:
         if args.multi_gpu < 1:
             raise ConfigError(f"--multi-gpu must be >= 1, got {args.multi_gpu}")
-        cfgs = [str(bundle / "configs" / "train.json"), str(bundle / "configs" / "multi_gpu_train.json")]
+        cfgs = [str(p) for p in recipe_config_files(bundle, args.recipe, multi_gpu=True)]
         from volseg.bundles.trust import check_bundle_files
 
         check_bundle_files(cfgs, trusted=args.trust_bundle)
@@ -94,10 +101,12 @@ def run(args: argparse.Namespace) -> int:
             cmd += [f"--{k}", v if isinstance(v, str) else json.dumps(v)]
         return subprocess.call(cmd)
     result = run_bundle(bundle, args.dataset_dir, output_dir=args.output_dir, overrides=overrides,
-                        trusted=args.trust_bundle)
+                        config_files=recipe_config_files(bundle, args.recipe), trusted=args.trust_bundle)
     best = result["best_metric"]
-    print(f"trained {result['epochs']} epoch(s); best val mean Dice "
-          f"{'n/a' if best is None else f'{best:.4f}'} at epoch {result['best_epoch']}; model: {result['model_path']}")
+    test = f"; {format_test_line(result['test_metrics'])}" if result.get("test_metrics") else ""
+    print(f"trained {result['epochs']} epoch(s); best {result.get('key_metric', 'val_mean_dice')} "
+          f"{'n/a' if best is None else f'{best:.4f}'} at epoch {result['best_epoch']}{test}; "
+          f"model: {result['model_path']}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Data for volseg: synthetic CT phantoms, real samples (pyradiomics), datalists, PNG helpers.
+"""Data for volseg: synthetic CT phantoms, real samples (pyradiomics), datalists, PNG datasets.
 
 Names are re-exported lazily (PEP 562) so ``import volseg.data`` never fails and stays light.
 """
@@ -15,13 +15,9 @@ _LAZY = {
     "SAMPLE_FILES": "volseg.data.samples",
     "default_cache_dir": "volseg.data.samples",
     "load_datalist": "volseg.data.datalist",
-    "read_png": "volseg.data.png",
-    "load_png_label": "volseg.data.png",
-    "rgb_to_labels": "volseg.data.png",
-    "labels_to_rgb": "volseg.data.png",
-    "parse_palette": "volseg.data.png",
     "pair_png_folders": "volseg.data.png",
     "find_png_folders": "volseg.data.png",
+    "png_split": "volseg.data.png",
     "volume_to_png_slices": "volseg.data.png_slices",
     "window_to_uint8": "volseg.data.png_slices",
 }

@@ -1,211 +1,24 @@
-"""PNG folders for the 2D workflow: image/label pairing and the colour palette of label PNGs.
+"""PNG datasets for the 2D workflow: pairing image and label folders, checking every pair, and the
+seeded train / validation / test split.
 
-Label PNGs are colour coded. The default palette (:data:`DEFAULT_PALETTE`) is
-
-====== ================ ===========
-class  colour (R, G, B)  name
-====== ================ ===========
-0      (0, 0, 0)        background (black)
-1      (0, 0, 255)      tumour (blue)
-2      (0, 255, 0)      lung (green)
-====== ================ ===========
-
-A palette is a mapping ``class index -> (R, G, B)``; JSON-friendly forms are accepted too
-(``{"1": [0, 0, 255]}`` or ``{"1": "#0000ff"}``). Single-channel (grayscale / palette-mode)
-label PNGs are read as class indices directly.
-
-Array order follows the rest of volseg: a 2D array is ``(X, Y)`` = (column, row), i.e. the
-transpose of PIL's ``(row, column)`` order, so ``png[x, y]`` is pixel column ``x``, row ``y``.
+Reading and writing single PNGs (grey images, colour label maps, the palette) lives in
+:mod:`volseg.io.png`.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from volseg.errors import ConfigError, InputError
+from volseg.io.png import _listing
 
 PathLike = Union[str, "os.PathLike[str]"]
-RGB = Tuple[int, int, int]
-
-DEFAULT_PALETTE: Dict[int, RGB] = {0: (0, 0, 0), 1: (0, 0, 255), 2: (0, 255, 0)}
-DEFAULT_CLASS_NAMES: Dict[int, str] = {0: "background", 1: "tumour", 2: "lung"}
 LABEL_SUFFIXES = ("_label", "_labels", "_mask", "_seg", "_gt")
-_MAX_LISTED = 10
-
-
-def _parse_colour(value: object) -> RGB:
-    if isinstance(value, str):
-        text = value.strip().lstrip("#")
-        if len(text) != 6:
-            raise ConfigError(f"palette colour {value!r} is not '#rrggbb'")
-        try:
-            return tuple(int(text[i:i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
-        except ValueError:
-            raise ConfigError(f"palette colour {value!r} is not '#rrggbb'") from None
-    try:
-        rgb = tuple(int(v) for v in value)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        raise ConfigError(f"palette colour {value!r} is not an (R, G, B) triple") from None
-    if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
-        raise ConfigError(f"palette colour {value!r} is not an (R, G, B) triple of 0..255")
-    return rgb  # type: ignore[return-value]
-
-
-def parse_palette(palette: Optional[Mapping] = None) -> Dict[int, RGB]:
-    """Normalise a palette to ``{class_index: (R, G, B)}``; ``None`` gives :data:`DEFAULT_PALETTE`.
-
-    Raises ConfigError when indices are not non-negative integers, colours are malformed or
-    two classes share a colour.
-    """
-    if palette is None:
-        return dict(DEFAULT_PALETTE)
-    out: Dict[int, RGB] = {}
-    for key, value in dict(palette).items():
-        try:
-            idx = int(key)
-        except (TypeError, ValueError):
-            raise ConfigError(f"palette class index {key!r} is not an integer") from None
-        if idx < 0 or idx > 65535:
-            raise ConfigError(f"palette class index {idx} is out of range 0..65535")
-        out[idx] = _parse_colour(value)
-    if not out:
-        raise ConfigError("palette is empty")
-    colours = list(out.values())
-    dup = sorted({c for c in colours if colours.count(c) > 1})
-    if dup:
-        raise ConfigError(f"palette gives several classes the same colour: {dup}")
-    return dict(sorted(out.items()))
-
-
-def _listing(items: Sequence[str]) -> str:
-    shown = ", ".join(items[:_MAX_LISTED])
-    more = len(items) - _MAX_LISTED
-    return shown + (f" ... and {more} more" if more > 0 else "")
-
-
-def rgb_to_labels(
-    rgb: np.ndarray,
-    palette: Optional[Mapping] = None,
-    nearest_colour: bool = False,
-    path: Optional[PathLike] = None,
-) -> np.ndarray:
-    """Map an RGB image ``(..., 3)`` (uint8) to class indices ``(...)`` (uint8, uint16 past 255).
-
-    A colour missing from the palette raises InputError naming ``path``, the colour and its pixel
-    count, unless ``nearest_colour`` is True (then the closest palette colour, Euclidean in RGB, wins).
-    """
-    pal = parse_palette(palette)
-    arr = np.asarray(rgb)
-    if arr.ndim < 1 or arr.shape[-1] != 3:
-        raise InputError(f"expected an RGB label image, got array shape {arr.shape}", path)
-    flat = arr.reshape(-1, 3).astype(np.int64)
-    codes = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
-    uniq, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
-    pal_codes = {(r << 16) | (g << 8) | b: idx for idx, (r, g, b) in pal.items()}
-    dtype = np.uint8 if max(pal) <= 255 else np.uint16
-    lut = np.zeros(len(uniq), dtype=dtype)
-    unknown = []
-    pal_rgb = np.array(list(pal.values()), dtype=np.float64)
-    pal_idx = np.array(list(pal.keys()))
-    for n, code in enumerate(uniq.tolist()):
-        if code in pal_codes:
-            lut[n] = pal_codes[code]
-            continue
-        colour = ((code >> 16) & 255, (code >> 8) & 255, code & 255)
-        if nearest_colour:
-            dist = ((pal_rgb - np.array(colour, dtype=np.float64)) ** 2).sum(axis=1)
-            lut[n] = pal_idx[int(np.argmin(dist))]
-        else:
-            unknown.append((int(counts[n]), colour))
-    if unknown:
-        unknown.sort(reverse=True)
-        listed = _listing([f"RGB{c} in {k} pixels" for k, c in unknown])
-        known = ", ".join(f"{i}=RGB{c}" for i, c in pal.items())
-        raise InputError(
-            f"label colour(s) not in the palette: {listed} (palette: {known}; "
-            "add them to the palette or use nearest_colour=True)",
-            path,
-        )
-    return lut[inverse.reshape(-1)].reshape(arr.shape[:-1])
-
-
-def labels_to_rgb(labels: np.ndarray, palette: Optional[Mapping] = None) -> np.ndarray:
-    """Colour class indices ``(...)`` with the palette: ``(..., 3)`` uint8. Unknown indices raise ConfigError."""
-    pal = parse_palette(palette)
-    lab = np.asarray(labels).astype(np.int64)
-    present = np.unique(lab)
-    missing = [int(v) for v in present if int(v) not in pal]
-    if missing:
-        raise ConfigError(f"label value(s) {missing} have no palette colour (palette classes: {sorted(pal)})")
-    lut = np.zeros((int(present.max()) + 1 if present.size else 1, 3), dtype=np.uint8)
-    for idx, colour in pal.items():
-        if idx < len(lut):
-            lut[idx] = colour
-    return lut[lab]
-
-
-def read_png(path: PathLike, keep_palette_indices: bool = False) -> np.ndarray:
-    """Read a PNG as stored: ``(X, Y)`` for single-channel, ``(X, Y, C)`` for RGB/RGBA.
-
-    Palette-mode ("P") PNGs become RGB(A), or stay ``(X, Y)`` indices with ``keep_palette_indices``.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            if img.format != "PNG":
-                raise InputError(f"not a PNG file (format {img.format})", path)
-            if img.mode == "P" and keep_palette_indices:
-                pass
-            elif img.mode == "P":
-                img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
-            elif img.mode in ("LA", "PA"):
-                img = img.convert("RGBA")
-            arr = np.array(img)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise InputError(f"cannot read PNG ({exc.__class__.__name__}: {exc})", path) from None
-    if arr.ndim == 3:
-        return np.ascontiguousarray(arr.transpose(1, 0, 2))
-    return np.ascontiguousarray(arr.T)
-
-
-def load_png_label(
-    path: PathLike, palette: Optional[Mapping] = None, nearest_colour: bool = False
-) -> np.ndarray:
-    """Load a label PNG as class indices ``(X, Y)`` uint8.
-
-    RGB(A) labels go through the palette (alpha ignored); single-channel labels are class
-    indices already and must be palette classes. Palette-mode ("P") PNGs whose indices are all
-    palette classes are read as indices (VOC style); otherwise by their colours.
-    """
-    pal = parse_palette(palette)
-    arr = read_png(path, keep_palette_indices=True)
-    if arr.ndim == 2 and not set(np.unique(arr).tolist()) <= set(pal):
-        from PIL import Image
-
-        with Image.open(path) as img:
-            is_p = img.mode == "P"
-        if is_p:
-            arr = read_png(path)
-    if arr.ndim == 3:
-        return rgb_to_labels(arr[..., :3], pal, nearest_colour=nearest_colour, path=path)
-    values = np.unique(arr)
-    if set(values.tolist()) <= set(pal):
-        return arr.astype(np.uint8 if max(pal) <= 255 else np.uint16)
-    if arr.dtype != np.uint8:
-        raise InputError(f"16-bit label values {values[:10].tolist()} are not palette classes {sorted(pal)}", path)
-    # not class indices: read the gray levels as colours (v, v, v), e.g. white (255, 255, 255) masks
-    try:
-        return rgb_to_labels(np.repeat(arr[..., None], 3, axis=-1), pal, nearest_colour=nearest_colour, path=path)
-    except InputError as exc:
-        raise InputError(
-            f"grayscale label: values are neither class indices {sorted(pal)} nor palette colours; {exc.message} "
-            '(for 0/255 masks use palette {"0": [0, 0, 0], "1": [255, 255, 255]} with num_classes 2)',
-            path,
-        ) from None
+SPLIT_BY = ("image", "folder", "prefix")
 
 
 def _collect(folder: Path) -> Tuple[Dict[str, Path], List[str]]:
@@ -279,3 +92,107 @@ def find_png_folders(dataset_dir: PathLike) -> Tuple[Path, Path]:
     if image_dir is None or label_dir is None:
         raise InputError("expected sub-folders images/ and labels/ (or masks/) holding PNG files", root)
     return image_dir, label_dir
+
+
+def split_cases(items: Sequence[Any], fractions: Sequence[float] = (0.6, 0.2, 0.2),
+                seed: int = 42) -> Tuple[List[Any], List[Any], List[Any]]:
+    """Shuffle ``items`` with ``seed`` and cut them into train / validation / test by ``fractions``.
+
+    Validation and test get ``round(n * fraction)`` items each (at least one each when
+    ``n >= 3`` and the fraction is positive); train gets the rest.
+    """
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
+        raise ConfigError(f"split fractions must be three non-negative numbers summing to 1 (got {list(fractions)})")
+    n = len(items)
+    order = np.random.default_rng(seed).permutation(n)
+    n_val, n_test = int(round(n * fractions[1])), int(round(n * fractions[2]))
+    if n >= 3:
+        n_val = max(n_val, 1 if fractions[1] > 0 else 0)
+        n_test = max(n_test, 1 if fractions[2] > 0 else 0)
+    n_train = n - n_val - n_test
+    if n_train < 1:
+        raise InputError(f"only {n} image/label pairs: too few to split into train/validation/test")
+    pick = [items[i] for i in order]
+    return pick[:n_train], pick[n_train:n_train + n_val], pick[n_train + n_val:]
+
+
+def group_key(name: str, split_by: str = "image") -> str:
+    """The unit a split keeps together: the image itself, its folder (``a/b/x`` -> ``a/b``) or its
+    name before the last underscore (``lung1_z0033`` -> ``lung1``, as written by ``--to png-slices``)."""
+    if split_by == "image":
+        return name
+    if split_by == "folder":
+        return name.rsplit("/", 1)[0] if "/" in name else ""
+    if split_by == "prefix":
+        base = name.rsplit("/", 1)[-1]
+        return name[: len(name) - len(base)] + (base.rsplit("_", 1)[0] if "_" in base else base)
+    raise ConfigError(f"unknown split_by {split_by!r}; valid: {', '.join(SPLIT_BY)}")
+
+
+def split_groups(pairs: Sequence[Mapping[str, str]], fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 42,
+                 split_by: str = "image") -> Tuple[List[Any], List[Any], List[Any]]:
+    """:func:`split_cases` over groups of pairs (see :func:`group_key`), so slices of one patient
+    never land in both training and test."""
+    if split_by == "image":
+        return split_cases(list(pairs), fractions, seed)
+    groups: Dict[str, List[Any]] = {}
+    for p in pairs:
+        groups.setdefault(group_key(p["name"], split_by), []).append(p)
+    if len(groups) < 3:
+        raise InputError(f"split_by={split_by!r} finds only {len(groups)} group(s) {sorted(groups)}: "
+                         "need at least 3 for train/validation/test")
+    parts = split_cases(sorted(groups), fractions, seed)
+    return tuple([p for key in part for p in groups[key]] for part in parts)  # type: ignore[return-value]
+
+
+def check_png_pairs(pairs: Sequence[Mapping[str, str]], palette: Optional[Mapping] = None,
+                    nearest_colour: bool = False) -> None:
+    """Read every pair once (images with :func:`volseg.io.png.read_png_gray`, labels with
+    :func:`volseg.io.png.load_png_label`); ONE InputError lists every bad file (colour images,
+    colours outside the palette, label size differing from its image)."""
+    from volseg.io.png import load_png_label, read_png_gray
+
+    problems: List[str] = []
+    for pair in pairs:
+        try:
+            shape = read_png_gray(pair["image"]).shape[1:]
+            lab = load_png_label(pair["label"], palette, nearest_colour)
+            if lab.shape != shape:
+                raise InputError(f"label size {lab.shape[0]}x{lab.shape[1]} differs from its image {pair['image']} "
+                                 f"({shape[0]}x{shape[1]})", pair["label"])
+        except InputError as exc:
+            problems.append(str(exc))
+    if problems:
+        more = f" ... and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise InputError(f"{len(problems)} bad PNG pair(s): " + " | ".join(problems[:5]) + more)
+
+
+def png_split(dataset_dir: Optional[PathLike] = None, image_dir: Optional[PathLike] = None,
+              label_dir: Optional[PathLike] = None, split: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 42,
+              split_by: str = "image", palette: Optional[Mapping] = None, nearest_colour: bool = False,
+              num_classes: Optional[int] = None) -> Dict[str, List[Dict[str, str]]]:
+    """The 2D workflow's datalists: ``{"train", "val", "test"}`` lists of ``{"image", "label", "name"}``.
+
+    Pairs come from ``dataset_dir`` (``images/`` + ``labels/``, see :func:`find_png_folders`) or
+    ``image_dir`` + ``label_dir``; every pair is read and checked first (:func:`check_png_pairs`),
+    then split by :func:`split_groups` with ``split`` fractions and ``seed``. A palette class the
+    network cannot output (``>= num_classes``) and an empty validation split raise ConfigError.
+    """
+    from volseg.io.png import parse_palette
+
+    if split_by not in SPLIT_BY:
+        raise ConfigError(f"unknown split_by {split_by!r}; valid: {', '.join(SPLIT_BY)}")
+    top = max(parse_palette(palette))
+    if num_classes is not None and top >= int(num_classes):
+        raise ConfigError(f"the palette has class {top} but the network has num_classes={num_classes}")
+    if image_dir is None or label_dir is None:
+        if dataset_dir is None:
+            raise ConfigError("give dataset_dir (with images/ and labels/) or image_dir and label_dir")
+        image_dir, label_dir = find_png_folders(dataset_dir)
+    pairs = pair_png_folders(image_dir, label_dir)
+    check_png_pairs(pairs, palette, nearest_colour)
+    train, val, test = split_groups(pairs, split, seed, split_by)
+    if not val:
+        raise ConfigError(f"the split {list(split)} gives no validation images: early stopping and the best "
+                          "model need some")
+    return {"train": train, "val": val, "test": test}

@@ -85,7 +85,7 @@ def volume_to_png_slices(
     """
     from PIL import Image
 
-    from volseg.data.png import labels_to_rgb, parse_palette
+    from volseg.io.png import labels_to_rgb, parse_palette
 
     if axis not in (0, 1, 2):
         raise ConfigError(f"axis must be 0, 1 or 2 (got {axis})")

@@ -28,6 +28,7 @@ _LAZY = {
     "save_overlay": "volseg.inference.report",
     "evaluate": "volseg.inference.evaluation",
     "evaluate_case": "volseg.inference.evaluation",
+    "make_forward": "volseg.inference.backends",
 }
 
 __all__ = list(_LAZY)

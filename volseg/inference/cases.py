@@ -33,7 +33,7 @@ def case_name(path: Any) -> str:
 
 
 def _suffix_ok(p: Path) -> bool:
-    return p.is_file() and any(p.name.lower().endswith(s) for s in VOLUME_SUFFIXES if s not in (".dcm", ".png"))
+    return p.is_file() and any(p.name.lower().endswith(s) for s in VOLUME_SUFFIXES if s != ".dcm")
 
 
 def _is_dicom_dir(p: Path) -> bool:
@@ -85,7 +85,8 @@ def find_cases(inputs: Any) -> List[Case]:
             cases = [Case(case_name(f), f) for f in sorted(p.iterdir())
                      if _suffix_ok(f) or (f.is_dir() and not f.name.startswith("."))]
             if not cases:
-                raise InputError("folder holds no DICOM files, volumes (.nii.gz, .nrrd, .mha) or series folders", p)
+                raise InputError("folder holds no DICOM files, volumes (.nii.gz, .nrrd, .mha), PNG slices or series "
+                                 "folders", p)
     seen = set()
     for c in cases:
         if c.name in seen:

@@ -21,13 +21,14 @@ def resolve_device(device: DeviceLike = "auto") -> torch.device:
     return dev
 
 
-def mirror_tta(network: Callable, spatial_dims: int) -> Callable:
+def mirror_tta(network: Callable, spatial_dims: int, probabilities: bool = False) -> Callable:
     """Wrap ``network`` so it returns its logits averaged over all ``2**spatial_dims`` mirrorings
-    of the spatial axes (each output flipped back)."""
+    of the spatial axes (each output flipped back). ``probabilities=True`` appends the mean softmax
+    probabilities of the passes: ``(N, 2L, ...)``, logits first (for predictive uncertainty)."""
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         axes = list(range(2, 2 + spatial_dims))
-        total = None
+        total = probs = None
         n = 0
         for k in range(len(axes) + 1):
             for flip in itertools.combinations(axes, k):
@@ -35,7 +36,21 @@ def mirror_tta(network: Callable, spatial_dims: int) -> Callable:
                 p = network(xi).float()
                 p = torch.flip(p, flip) if flip else p
                 total = p if total is None else total + p
+                if probabilities:
+                    sp = torch.softmax(p, dim=1)
+                    probs = sp if probs is None else probs + sp
                 n += 1
-        return total / n
+        return total / n if not probabilities else torch.cat([total / n, probs / n], dim=1)
 
     return forward
+
+
+def enable_mc_dropout(network: torch.nn.Module) -> int:
+    """Put the dropout layers of ``network`` (in eval mode otherwise) in training mode, so each pass
+    samples a different sub-network (Monte Carlo dropout). Returns how many layers with p > 0."""
+    n = 0
+    for m in network.modules():
+        if isinstance(m, (torch.nn.Dropout, torch.nn.Dropout2d, torch.nn.Dropout3d, torch.nn.AlphaDropout)) and m.p > 0:
+            m.train()
+            n += 1
+    return n

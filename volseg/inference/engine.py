@@ -49,6 +49,9 @@ class VoxelStep:
             return torch.argmax(x, dim=0, keepdim=True).to(torch.uint8 if x.shape[0] <= 256 else torch.int16)
         if self.kind == "threshold":
             return (x >= self.threshold).to(torch.uint8)
+        if self.kind == "entropy":  # predictive entropy of probabilities over channels, / log(L): 0..1
+            p = x.float().clamp_min(1e-12)
+            return (-(p * p.log()).sum(dim=0, keepdim=True) / float(np.log(max(x.shape[0], 2)))).clamp_(0, 1)
         raise ConfigError(f"unknown per-voxel step {self.kind!r}")
 
     @property
@@ -104,12 +107,14 @@ def _voxel_step(t: Any, key: str) -> Optional[List[VoxelStep]]:
     return None
 
 
-def read_chain(postprocessing: Any, key: str = "pred", image_key: str = "image") -> Chain:
+def read_chain(postprocessing: Any, key: str = "pred", image_key: str = "image", preprocessing: Any = None) -> Chain:
     """Read a bundle's ``postprocessing`` (a MONAI ``Compose`` or ``None``) into a :class:`Chain`.
-    No postprocessing at all means volseg's default: softmax, bilinear inversion, argmax."""
+    No postprocessing at all means volseg's default: softmax, bilinear inversion of the bundle's
+    ``preprocessing``, argmax."""
     chain = Chain(key=key, image_key=image_key)
     if postprocessing is None:
-        chain.before, chain.invert, chain.after = [VoxelStep("softmax")], {"nearest": False}, [VoxelStep("argmax")]
+        chain.before, chain.after = [VoxelStep("softmax")], [VoxelStep("argmax")]
+        chain.invert = {"nearest": False, "transform": preprocessing}
         return chain
     transforms = list(getattr(postprocessing, "transforms", [postprocessing]))
     for pos, t in enumerate(transforms):
@@ -142,6 +147,7 @@ class Output:
     value: torch.Tensor
     affine: Any
     probabilities: Optional[torch.Tensor] = None
+    uncertainty: Optional[torch.Tensor] = None
 
 
 class _ToSource:
@@ -235,12 +241,15 @@ def _meta_tensor(value: torch.Tensor, like: Any, operations: bool = True) -> Any
 
 
 def run_chain(image: Any, source: Any, chain: Chain, slabs: Iterator[Slab], device: Any = "cpu",
-              probabilities: bool = False) -> Output:
+              probabilities: bool = False, uncertainty: bool = False) -> Output:
     """Run ``chain`` on the sliding-window ``slabs`` of the preprocessed ``image`` ``(C, *model)``
     (a MetaTensor with ``applied_operations``) whose untransformed grid is ``source``'s.
 
     ``probabilities``: also return the class probabilities ``(L, *grid)`` float32 (the chain's own
-    activation, else softmax), inverted the way the chain inverts."""
+    activation, else softmax), inverted the way the chain inverts. ``uncertainty``: the slabs carry
+    ``2L`` channels (logits, then the mean probabilities of several passes,
+    :func:`volseg.inference.core.mirror_tta`); also return their normalised predictive entropy
+    ``(1, *grid)`` (0 certain .. 1 uniform), interpolated linearly onto the grid of the mask."""
     device = torch.device(device)
     before, after, rest = list(chain.before), list(chain.after), list(chain.rest)
     maps = None
@@ -259,22 +268,36 @@ def run_chain(image: Any, source: Any, chain: Chain, slabs: Iterator[Slab], devi
     grid_shape = source.shape[1:] if maps is not None else image.shape[1:]
     main = _ToSource(maps, grid_shape, before, after, device) if maps is not None else \
         _OnModelGrid(grid_shape, before, device)
-    probs = None
+    probs = unc = None
     if probabilities:
         probs = _ToSource(maps, grid_shape, prob_steps, [], device) if maps is not None else \
             _OnModelGrid(grid_shape, prob_steps, device)
+    if uncertainty:
+        unc_maps = maps
+        if maps is not None and chain.invert["nearest"]:
+            unc_maps = inverse_axis_maps(image.applied_operations, image.affine, image.shape[1:], source.affine,
+                                         source.shape[1:], nearest=False)
+        unc = _ToSource(unc_maps, grid_shape, [VoxelStep("entropy")], [], device) if unc_maps is not None else \
+            _OnModelGrid(grid_shape, [VoxelStep("entropy")], device)
     for z0, z1, slab in slabs:
-        main.push(z0, z1, slab)
+        logits = slab[:slab.shape[0] // 2] if uncertainty else slab
+        main.push(z0, z1, logits)
         if probs is not None:
-            probs.push(z0, z1, slab)
+            probs.push(z0, z1, logits)
+        if unc is not None:
+            unc.push(z0, z1, slab[slab.shape[0] // 2:])
     value = main.finish()
     prob_value = None if probs is None else probs.finish()
+    unc_value = None if unc is None else unc.finish()
     affine = source.affine if maps is not None else image.affine
     if rest:
         value, affine = _run_monai(value, image, source, chain, rest, inverted=maps is not None)
-    if prob_value is not None and maps is None and chain.invert is not None:
-        prob_value, _ = _run_monai(prob_value, image, source, chain, [_invertd(chain, nearest=False)], inverted=False)
-    return Output(value=value, affine=affine, probabilities=prob_value)
+    if maps is None and chain.invert is not None:  # MONAI's Invertd puts the side outputs on the source grid too
+        if prob_value is not None:  # as the streamed path: the chain's own interpolation
+            prob_value, _ = _run_monai(prob_value, image, source, chain, [_invertd(chain)], False)
+        if unc_value is not None:
+            unc_value, _ = _run_monai(unc_value, image, source, chain, [_invertd(chain, nearest=False)], False)
+    return Output(value=value, affine=affine, probabilities=prob_value, uncertainty=unc_value)
 
 
 def _invertd(chain: Chain, nearest: Optional[bool] = None) -> Any:

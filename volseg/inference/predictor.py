@@ -17,14 +17,17 @@ import torch
 
 from volseg.bundles.config import build, channel_labels, locate_bundle, read_parser, unwrap_error
 from volseg.errors import ConfigError, InputError, VolsegError
-from volseg.inference.core import mirror_tta, resolve_device
+from volseg.inference.core import enable_mc_dropout, mirror_tta, resolve_device
 from volseg.inference.engine import Output, model_slabs, read_chain, run_chain
+from volseg.inference.backends import BACKENDS, PRECISIONS, bundle_cache_dir, make_forward, window_shape
 from volseg.inference.sliding import WindowSpec
 from volseg.transforms.load import adapt_loaders
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "eager", "compiled")
+# the config items a prediction resolves (and everything they reference): what the trust check reads
+USED_IDS = ("network_def", "preprocessing", "inferer", "postprocessing", "checkpointloader#load_path", "model_path",
+            "labels", "image_key", "evaluator#amp")
 
 
 def load_weights(network: torch.nn.Module, path: Path) -> None:
@@ -78,22 +81,33 @@ class Predictor:
     file(s), merged in order. ``overrides``: config ids to set first (``{"inferer#overlap": 0.5}``).
     ``device`` holds the outputs, ``sw_device`` (default ``device``) runs the windows and the
     few-slab blending buffer. ``roi_size``/``overlap``/``sw_batch_size`` replace the bundle's
-    sliding-window settings. ``tta`` averages all mirrorings; ``amp`` allows float16 autocast on CUDA
-    where the bundle's evaluator asks for it; ``keep_largest`` adds MONAI's
+    sliding-window settings. ``tta`` averages all mirrorings. ``precision``: ``auto`` (fp32 on CPU;
+    float16 autocast on CUDA where the bundle's evaluator uses AMP and ``amp`` is true), ``fp32``,
+    ``bf16`` (CPUs with AVX512-BF16/AMX, or CUDA), ``fp16`` (CUDA). ``uncertainty`` adds a predictive-entropy map over the
+    mirrored TTA passes (MC dropout too where the network has dropout; implies ``tta``); ``keep_largest`` adds MONAI's
     ``KeepLargestConnectedComponentd`` over the labels. ``backend``: ``eager`` is plain PyTorch;
-    ``compiled`` opts into ``torch.compile``; ``auto`` never compiles per process.
+    ``auto`` loads a forward pass built once by ``volseg optimize`` (OpenVINO / AOTInductor) when one
+    matches, else runs eager, and never compiles per process; ``channels_last``, ``aoti``,
+    ``openvino`` ask for one (:mod:`volseg.inference.backends`).
     ``predictor(image)`` returns the mask ``(1, X, Y, Z)`` MetaTensor on the source grid.
     """
 
     def __init__(self, model: Any, device: Any = "auto", sw_device: Any = None,
                  roi_size: Optional[Sequence[int]] = None, overlap: Optional[float] = None,
-                 sw_batch_size: Optional[int] = None, tta: bool = False, amp: bool = True,
+                 sw_batch_size: Optional[int] = None, tta: bool = False, amp: bool = True, precision: str = "auto",
                  keep_largest: bool = False, backend: str = "auto", progress: bool = False,
-                 overrides: Optional[Mapping[str, Any]] = None, config: Any = None):
+                 overrides: Optional[Mapping[str, Any]] = None, config: Any = None, trust_bundle: bool = False,
+                 nonfinite: Any = "error", uncertainty: bool = False):
+        from volseg.bundles.trust import check_bundle_files
+
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         source = locate_bundle(model, config)
         where = source.config_files[0]
+        check_bundle_files(source.config_files, ids=USED_IDS, trusted=trust_bundle)
+        self.nonfinite = nonfinite
         self.device = resolve_device(device)
         self.sw_device = self.device if sw_device is None else resolve_device(sw_device)
         over: Dict[str, Any] = {}
@@ -109,7 +123,7 @@ class Predictor:
         self.inferer = build(parser, "inferer", where)
         post = build(parser, "postprocessing", where) if "postprocessing" in parser else None
         self.image_key = _image_key(parser, self.preprocessing)
-        self.chain = read_chain(post, key="pred", image_key=self.image_key)
+        self.chain = read_chain(post, key="pred", image_key=self.image_key, preprocessing=self.preprocessing)
         labels = parser.get("labels") if isinstance(parser.get("labels"), Mapping) else None
         self.labels: Dict[int, str] = ({int(k): str(v) for k, v in labels.items()} if labels
                                        else channel_labels(source.metadata))
@@ -127,32 +141,34 @@ class Predictor:
         else:
             log.debug("volseg runs the bundle's own %s in one piece (not streamed)", type(self.inferer).__name__)
         evaluator_amp = parser.get("evaluator#amp") if "evaluator" in parser else None
-        self.amp = bool(amp) and self.sw_device.type == "cuda" and evaluator_amp is not False
-        self.tta, self.progress, self.backend = bool(tta), progress, backend
+        # on CUDA, "auto" is float16 autocast where the bundle's evaluator uses AMP (MONAI's runner does)
+        self.precision = "fp32" if precision == "auto" and (not amp or evaluator_amp is False) else precision
+        self.tta, self.progress, self.backend = bool(tta) or bool(uncertainty), progress, backend
+        self.uncertainty = bool(uncertainty)
         self.bundle = source.root
         self.weights = source.weights or _weights_path(parser, source.root, where)
         load_weights(self.network, self.weights)
         self.network = self.network.to(self.sw_device).eval()
+        self.cache_dir = bundle_cache_dir(self.weights.parent.parent)
         self.in_channels = _int_item(parser, "network_def#in_channels", where) or _in_channels(self.network)
         self.spatial_dims = _int_item(parser, "network_def#spatial_dims", where) or _spatial_dims(self.network)
         self.forward = self._forward()
 
     def _forward(self) -> Any:
-        fn = self.network
-        if self.backend == "compiled":
-            from volseg.inference.fast import optimize_for_inference
-
-            fn = optimize_for_inference(self.network, None, self.sw_device)
+        """The network's forward pass (:func:`volseg.inference.backends.make_forward`), wrapped for
+        mirrored TTA. With live MC dropout, or a window that depends on the image, it is the eager network."""
+        self.mc_dropout = bool(self.uncertainty and enable_mc_dropout(self.network))
+        spec = self.spec
+        fixed = spec is not None and all(r is not None and r > 0 for r in spec.roi_size)
+        backend = self.backend if fixed and not self.mc_dropout else "eager"
+        roi = spec.roi_size if fixed else (1,) * (self.spatial_dims or 3)
+        window = window_shape(self.network, spec.sw_batch_size if spec else 1, roi, self.in_channels)
+        fn = make_forward(self.network, window, self.sw_device, backend=backend, precision=self.precision,
+                          cache_dir=self.cache_dir)
+        log.debug("volseg forward pass: %r", fn)
         if self.tta:
-            fn = mirror_tta(fn, self.spatial_dims or 3)
-        if not self.amp:
-            return fn
-
-        def amp_forward(x: torch.Tensor) -> torch.Tensor:
-            with torch.autocast("cuda", dtype=torch.float16):
-                return fn(x)
-
-        return amp_forward
+            fn = mirror_tta(fn, self.spatial_dims or 3, probabilities=self.uncertainty)
+        return fn
 
     # -- one case -------------------------------------------------------------------------
     def preprocess(self, image: Any) -> Any:
@@ -170,8 +186,8 @@ class Predictor:
                 raise (inner or InputError(f"preprocessing failed: {str(exc).splitlines()[0]}", where)) from None
         x = data[self.image_key]
         if self.in_channels is not None and x.shape[0] != self.in_channels:
-            raise InputError(f"model expects {self.in_channels} input channel(s), the preprocessed image has "
-                             f"{x.shape[0]}", where)
+            raise InputError(f"model expects {self.in_channels} input channel(s), image has "
+                             f"{x.shape[0]} after preprocessing", where)
         return x
 
     def _slab_spec(self, x: Any) -> Optional[WindowSpec]:
@@ -185,34 +201,60 @@ class Predictor:
         """``(source image, engine Output)`` for ``image`` (path or MetaTensor)."""
         from volseg.io import load_volume
 
-        source = load_volume(image)
+        source = _finite(load_volume(image, nonfinite=self.nonfinite), self.nonfinite)
         x = self.preprocess(source)
         where = source.meta.get("filename_or_obj")
         slabs = model_slabs(x, self.forward, self._slab_spec(x), self.inferer, sw_device=self.sw_device,
                             progress=self.progress)
         try:
-            out = run_chain(x, source, self.chain, slabs, device=self.device, probabilities=probabilities)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)  # MC dropout: the same scan gives the same mask and map
+                out = run_chain(x, source, self.chain, slabs, device=self.device, probabilities=probabilities,
+                                uncertainty=self.uncertainty)
         except RuntimeError as exc:
             inner = unwrap_error(exc)
             raise (inner or InputError(f"the network failed on this image {tuple(x.shape)}: "
                                        f"{str(exc).splitlines()[0]}", where)) from None
         return source, out
 
-    def segment(self, image: Any, probabilities: bool = False) -> Tuple[Any, Optional[Any]]:
-        """``(mask, probabilities or None)``: the bundle's result ``(C, X, Y, Z)`` as a MetaTensor on the
-        source grid (uint8 labels when it is a label map) and the class probabilities ``(L, X, Y, Z)``."""
+    def outputs(self, image: Any, probabilities: bool = False) -> Dict[str, Any]:
+        """``{"mask", "probabilities", "uncertainty"}`` for ``image``: the bundle's result ``(C, X, Y, Z)``
+        as a MetaTensor on the source grid (uint8 labels when it is a label map), the class
+        probabilities ``(L, X, Y, Z)`` (or ``None``) and, with ``uncertainty``, the normalised
+        predictive entropy ``(1, X, Y, Z)`` float32 0..1 over the TTA (and MC dropout) passes."""
         from monai.data import MetaTensor
 
         source, out = self.run(image, probabilities)
-        value = _as_labels(out.value)
         meta = {k: v for k, v in source.meta.items() if k != "affine"}
-        mask = MetaTensor(value.cpu(), affine=torch.as_tensor(out.affine).clone(), meta=meta)
-        probs = None if out.probabilities is None else out.probabilities.cpu()
-        return mask, probs
+        affine = torch.as_tensor(out.affine)
+        mask = MetaTensor(_as_labels(out.value).cpu(), affine=affine.clone(), meta=meta)
+        unc = None if out.uncertainty is None else \
+            MetaTensor(out.uncertainty.float().cpu(), affine=affine.clone(), meta=dict(meta))
+        return {"mask": mask, "probabilities": None if out.probabilities is None else out.probabilities.cpu(),
+                "uncertainty": unc}
+
+    def segment(self, image: Any, probabilities: bool = False) -> Tuple[Any, Optional[Any]]:
+        """``(mask, probabilities or None)``, as :meth:`outputs` gives them."""
+        res = self.outputs(image, probabilities)
+        return res["mask"], res["probabilities"]
 
     def __call__(self, image: Any) -> Any:
         """The mask ``(1, X, Y, Z)`` MetaTensor on ``image``'s grid."""
         return self.segment(image)[0]
+
+
+def _finite(image: Any, policy: Any) -> Any:
+    """An in-memory image under the non-finite voxel policy (files are checked by their reader)."""
+    from volseg.io._checks import apply_nonfinite
+
+    raw = image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)
+    if policy == "keep" or bool(torch.isfinite(raw).all()):
+        return image
+    arr = raw.detach().cpu().numpy().copy()
+    apply_nonfinite(arr, image.meta.get("filename_or_obj") or "in-memory image", policy)
+    out = image.clone()
+    out.as_tensor().copy_(torch.from_numpy(arr))
+    return out
 
 
 def _int_item(parser: Any, item: str, where: Path) -> Optional[int]:

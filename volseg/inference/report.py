@@ -22,10 +22,11 @@ def _np(x: Any) -> np.ndarray:
 
 
 def label_stats(mask: Any, image: Any, affine: Any, labels: Optional[Mapping[int, str]] = None,
-                modality: str = "") -> List[Dict[str, Any]]:
+                modality: str = "", uncertainty: Any = None) -> List[Dict[str, Any]]:
     """One row per label (the ``labels`` given, else those present): ``label``, ``name``, ``voxels``,
     ``volume_ml`` (voxel count x |det(affine)| mm^3 / 1000) and ``mean_intensity`` of the source's
-    first channel (HU for CT; ``None`` for an empty label). ``mask`` ``(X, Y, Z)``, ``image`` ``(C, X, Y, Z)``."""
+    first channel (HU for CT; ``None`` for an empty label); with an ``uncertainty`` map ``(X, Y, Z)``
+    also ``mean_uncertainty`` over the label. ``mask`` ``(X, Y, Z)``, ``image`` ``(C, X, Y, Z)``."""
     m = _np(mask)
     m = m[0] if m.ndim == 4 else m
     img = _np(image)
@@ -33,14 +34,18 @@ def label_stats(mask: Any, image: Any, affine: Any, labels: Optional[Mapping[int
     voxel_mm3 = float(abs(np.linalg.det(np.asarray(_np(affine), dtype=np.float64)[:3, :3])))
     ids = sorted(int(k) for k in labels) if labels else [int(v) for v in np.unique(m) if v != 0]
     unit = "HU" if modality.upper() == "CT" else ""
+    unc = None if uncertainty is None else _np(uncertainty).reshape(m.shape)
     rows = []
     for lab in ids:
         sel = m == lab
         n = int(sel.sum())
         mean = float(img[sel].astype(np.float64).mean()) if n else None
-        rows.append({"label": lab, "name": (labels or {}).get(lab, str(lab)), "voxels": n,
-                     "volume_ml": round(n * voxel_mm3 / 1000.0, 4),
-                     "mean_intensity": None if mean is None else round(mean, 3), "intensity_unit": unit})
+        row = {"label": lab, "name": (labels or {}).get(lab, str(lab)), "voxels": n,
+               "volume_ml": round(n * voxel_mm3 / 1000.0, 4),
+               "mean_intensity": None if mean is None else round(mean, 3), "intensity_unit": unit}
+        if unc is not None:
+            row["mean_uncertainty"] = round(float(unc[sel].astype(np.float64).mean()), 4) if n else None
+        rows.append(row)
     return rows
 
 
@@ -48,6 +53,8 @@ def write_stats(rows: Sequence[Mapping[str, Any]], csv_path: PathLike, json_path
                 case: str = "") -> None:
     """Write ``rows`` from :func:`label_stats` as CSV and JSON (atomic)."""
     fields = ["case", "label", "name", "voxels", "volume_ml", "mean_intensity", "intensity_unit"]
+    if any("mean_uncertainty" in r for r in rows):
+        fields.append("mean_uncertainty")
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=fields)
     w.writeheader()
@@ -101,10 +108,11 @@ def largest_component_centre(mask: np.ndarray) -> Tuple[int, ...]:
 
 
 def save_overlay(image: Any, mask: Any, affine: Any, path: PathLike, labels: Optional[Mapping[int, str]] = None,
-                 modality: str = "", title: str = "") -> Path:
+                 modality: str = "", title: str = "", uncertainty: Any = None) -> Path:
     """PNG montage: axial, coronal and sagittal slices through the largest mask component, mask
     outlined on the scan, radiological convention (patient right on image left, anterior/superior
-    up). ``image`` ``(C, X, Y, Z)`` or ``(X, Y, Z)``, ``mask`` ``(X, Y, Z)``, ``affine`` RAS mm."""
+    up). ``image`` ``(C, X, Y, Z)`` or ``(X, Y, Z)``, ``mask`` ``(X, Y, Z)``, ``affine`` RAS mm. An
+    ``uncertainty`` map ``(X, Y, Z)`` (0..1) adds a second row: the same slices as a heat map."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,8 +128,18 @@ def save_overlay(image: Any, mask: Any, affine: Any, path: PathLike, labels: Opt
     centre = largest_component_centre(msk)
     lo, hi = (-1000.0, 400.0) if modality.upper() == "CT" else tuple(np.percentile(vol, [1, 99.5]))
     ids = sorted(int(k) for k in labels) if labels else [int(v) for v in np.unique(msk) if v != 0]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 5), facecolor="black")
-    for ax, (name, sl, ml, aspect) in zip(axes, _views(vol, msk, centre, sp)):
+    rows = 1 if uncertainty is None else 2
+    fig, axes = plt.subplots(rows, 3, figsize=(13, 5 * rows), facecolor="black", squeeze=False)
+    if uncertainty is not None:
+        unc, _ = _canonical(_np(uncertainty).reshape(m.shape).astype(np.float32), aff)
+        for ax, (name, sl, ml, aspect) in zip(axes[1], _views(unc, msk, centre, sp)):
+            heat = ax.imshow(sl, cmap="inferno", vmin=0.0, vmax=1.0, aspect=aspect, interpolation="nearest")
+            ax.set_title(f"{name}: uncertainty", color="white")
+            ax.axis("off")
+        bar = fig.colorbar(heat, ax=list(axes[1]), fraction=0.02, pad=0.01)
+        bar.set_label("predictive entropy (0 certain, 1 uniform)", color="white")
+        bar.ax.tick_params(colors="white")
+    for ax, (name, sl, ml, aspect) in zip(axes[0], _views(vol, msk, centre, sp)):
         ax.imshow(sl, cmap="gray", vmin=lo, vmax=hi, aspect=aspect, interpolation="nearest")
         for i, lab in enumerate(ids):
             if (ml == lab).any():

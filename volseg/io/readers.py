@@ -39,8 +39,9 @@ def load_volume(
 
     ``path``: a DICOM folder (searched recursively, grouped by SeriesInstanceUID; ``series`` picks
     one by UID or UID prefix), a single DICOM file (multi-frame Enhanced CT/MR included), ``.nii``,
-    ``.nii.gz``, ``.nrrd``, ``.mha``/``.mhd`` or a grayscale ``.png``. An in-memory ``MetaTensor`` is
-    returned unchanged. ``ndim=3`` requires a 3D volume (2D or 4D inputs raise ``InputError``).
+    ``.nii.gz``, ``.nrrd``, ``.mha``/``.mhd`` or a grey ``.png`` (:func:`volseg.io.png.read_png_gray`).
+    An in-memory ``MetaTensor`` is returned unchanged. ``ndim=3`` requires a 3D volume (2D or 4D
+    inputs raise ``InputError``).
     ``resample=True`` lets DICOM series with missing slices / non-uniform spacing be resampled onto a
     uniform grid instead of failing. Returns ``(C, X, Y, Z)`` (PNG: ``(1, X, Y)``), CT in HU.
 
@@ -81,7 +82,9 @@ def read_image(path: PathLike, series: Optional[str] = None, ndim: Optional[int]
         elif suffix in ITK_SUFFIXES:
             img = _load_itk(p, ITK_SUFFIXES[suffix], limit)
         elif suffix in PNG_SUFFIXES:
-            img = _read_png(p, limit)
+            from volseg.io.png import read_png_gray
+
+            img = read_png_gray(p, limit)
         else:
             from volseg.io.dicom import is_dicom_file, load_dicom
 
@@ -299,68 +302,10 @@ def _load_itk(p: Path, fmt: str, limit: int):
 
 
 def load_png(p: PathLike):
-    """A grayscale 8/16-bit PNG as a ``(1, X, Y)`` float32 ``MetaTensor`` (see :func:`_read_png`)."""
-    return _read_png(p).to_metatensor()
+    """A grey 8/16-bit PNG as a ``(1, X, Y)`` float32 ``MetaTensor`` (see :func:`volseg.io.png.read_png_gray`)."""
+    from volseg.io.png import read_png_gray
 
-
-def _read_png(p: PathLike, limit: Optional[int] = None) -> RawImage:
-    """A grayscale 8/16-bit PNG as ``(1, X, Y)`` float32, X = image column, Y = image row.
-
-    The affine is a 3x3 2D affine (identity: 1 pixel = 1 mm, origin at the top-left pixel centre).
-    Colour PNGs (RGB/palette label maps) are refused: read them with ``volseg.data.png.load_png_label``.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(p)
-    try:
-        _check_png_header(p, limit)
-        with Image.open(p) as im:
-            im.load()
-            mode = im.mode
-            if mode in ("RGB", "RGBA"):
-                rgb = np.asarray(im.convert("RGB"))
-                if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-                    raise InputError(
-                        "colour PNG: load_volume reads grayscale images only "
-                        "(colour label maps: volseg.data.png.load_png_label)",
-                        p,
-                    )
-                arr = rgb[..., 0]
-            elif mode == "P":
-                raise InputError(
-                    "palette PNG: load_volume reads grayscale images only "
-                    "(palette label maps: volseg.data.png.load_png_label)",
-                    p,
-                )
-            elif mode == "LA":
-                arr = np.asarray(im.getchannel("L"))
-            else:
-                arr = np.asarray(im)
-    except InputError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputError(f"not a readable PNG image ({_short(exc)})", p) from exc
-    if arr.ndim != 2:
-        raise InputError(f"unexpected PNG array shape {arr.shape}", p)
-    return RawImage(
-        np.ascontiguousarray(arr.T)[None].astype(np.float32),
-        np.eye(3),
-        {"filename_or_obj": str(p), "source_format": "png", "modality": ""},
-    )
-
-
-def _check_png_header(p: Path, limit: Optional[int]) -> None:
-    """The size a PNG's IHDR claims, checked before PIL decodes (or refuses) it."""
-    import struct
-
-    with open(p, "rb") as f:
-        head = f.read(29)
-    if len(head) < 29 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
-        return  # not a PNG: PIL says so
-    width, height, depth, colour = struct.unpack(">IIBB", head[16:26])
-    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 4)
-    check_claim((width, height, channels), max(1, depth // 8), p, check_max_voxels(limit), p.stat().st_size,
-                "deflate", what="pixels")
+    return read_png_gray(p).to_metatensor()
 
 
 def _short(exc: BaseException) -> str:

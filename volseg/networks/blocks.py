@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence, Tuple
+from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -68,29 +68,31 @@ class ConvNormAct(nn.Sequential):
         super().__init__(*layers)
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> Tuple[torch.Tensor, Tuple[int, ...]]:
-    """Zero-pad the spatial dims of ``x`` (B, C, *S) at the far end up to a multiple; return the original sizes."""
-    sizes = tuple(int(s) for s in x.shape[2:])
-    pads = [(-s) % multiple for s in sizes]
-    if any(pads):
-        flat = []
-        for p in reversed(pads):
-            flat += [0, p]
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> Tuple[torch.Tensor, List[int]]:
+    """Zero-pad the spatial dims of ``x`` (B, C, *S) at the far end up to a multiple; return the original sizes.
+
+    Written for TorchScript (no callables, no generators), so the networks that use it script.
+    """
+    sizes: List[int] = []
+    flat: List[int] = []
+    padded = False
+    for s in x.shape[2:]:
+        sizes.append(int(s))
+    for s in sizes[::-1]:
+        p = (multiple - s % multiple) % multiple
+        padded = padded or p > 0
+        flat += [0, p]
+    if padded:
         x = F.pad(x, flat)
     return x, sizes
 
 
-def crop_to(x: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+def crop_to(x: torch.Tensor, sizes: List[int]) -> torch.Tensor:
     """Crop the spatial dims of ``x`` back to ``sizes`` (inverse of :func:`pad_to_multiple`)."""
-    if tuple(x.shape[2:]) == tuple(sizes):
-        return x
-    return x[(slice(None), slice(None)) + tuple(slice(0, s) for s in sizes)]
-
-
-def padded_forward(x: torch.Tensor, multiple: int, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Run ``fn`` on ``x`` padded to ``multiple`` and crop the output back to the input's spatial size."""
-    xp, sizes = pad_to_multiple(x, multiple)
-    return crop_to(fn(xp), sizes)
+    for d, s in enumerate(sizes):
+        if x.shape[d + 2] != s:
+            x = x.narrow(d + 2, 0, s)
+    return x
 
 
 def he_init(module: nn.Module) -> None:

@@ -54,7 +54,7 @@ class ASPP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = [b(x) for b in self.branches]
         pooled = self.pooling(x)
-        outs.append(pooled.expand(-1, -1, *x.shape[2:]))
+        outs.append(pooled.expand_as(outs[0]))
         return self.project(torch.cat(outs, dim=1))
 
 
@@ -115,7 +115,7 @@ class DeepLabV3Plus(nn.Module):
         """Dilation rates of every convolution, in module order (for inspection and tests)."""
         return [int(m.dilation[0]) for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))]
 
-    def _up(self, x: torch.Tensor, size) -> torch.Tensor:
+    def _up(self, x: torch.Tensor, size: List[int]) -> torch.Tensor:
         return F.interpolate(x, size=size, mode=self._mode, align_corners=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

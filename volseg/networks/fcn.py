@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from volseg.errors import ConfigError
-from volseg.networks.blocks import ConvNormAct, conv_nd, conv_transpose_nd, max_pool_nd, padded_forward
+from volseg.networks.blocks import ConvNormAct, conv_nd, conv_transpose_nd, crop_to, max_pool_nd, pad_to_multiple
 
 
 def _bilinear_upsampler(spatial_dims: int, channels: int, factor: int) -> nn.Module:
@@ -32,6 +31,11 @@ def _bilinear_upsampler(spatial_dims: int, channels: int, factor: int) -> nn.Mod
         for c in range(channels):
             up.weight[c, c] = kernel
     return up
+
+
+def _interpolator(spatial_dims: int, channels: int, factor: int) -> nn.Module:
+    """Bi/trilinear upsampling by ``factor`` (``align_corners=False``); ``channels`` is unused."""
+    return nn.Upsample(scale_factor=factor, mode="bilinear" if spatial_dims == 2 else "trilinear", align_corners=False)
 
 
 class FCN8s(nn.Module):
@@ -63,7 +67,6 @@ class FCN8s(nn.Module):
             raise ConfigError(f"fcn upsample must be 'deconv' or 'interp', got {upsample!r}")
         self.size_multiple = 32
         self.upsample = upsample
-        self._mode = "bilinear" if spatial_dims == 2 else "trilinear"
         convs = [1, 1, 2, 2, 2]
         self.stages = nn.ModuleList()
         prev = in_channels
@@ -80,16 +83,12 @@ class FCN8s(nn.Module):
         self.score_fr = conv(fc_channels, out_channels, 1)
         self.score_pool4 = conv(channels[3], out_channels, 1)
         self.score_pool3 = conv(channels[2], out_channels, 1)
-        if upsample == "deconv":
-            # as in FCN: kernel 2f, stride f (overlapping), initialised to bilinear interpolation
-            self.up2_fr = _bilinear_upsampler(spatial_dims, out_channels, 2)
-            self.up2_pool4 = _bilinear_upsampler(spatial_dims, out_channels, 2)
-            self.up8 = _bilinear_upsampler(spatial_dims, out_channels, 8)
-
-    def _up(self, x: torch.Tensor, layer: str, factor: int) -> torch.Tensor:
-        if self.upsample == "deconv":
-            return getattr(self, layer)(x)
-        return F.interpolate(x, scale_factor=factor, mode=self._mode, align_corners=False)
+        # as in FCN: kernel 2f, stride f (overlapping), initialised to bilinear interpolation;
+        # "interp": parameter-free bi/trilinear interpolation modules under the same names
+        up = _bilinear_upsampler if upsample == "deconv" else _interpolator
+        self.up2_fr = up(spatial_dims, out_channels, 2)
+        self.up2_pool4 = up(spatial_dims, out_channels, 2)
+        self.up8 = up(spatial_dims, out_channels, 8)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = []
@@ -98,9 +97,10 @@ class FCN8s(nn.Module):
             feats.append(x)
         pool3, pool4 = feats[2], feats[3]
         score = self.score_fr(self.fc(x))
-        score = self._up(score, "up2_fr", 2) + self.score_pool4(pool4)
-        score = self._up(score, "up2_pool4", 2) + self.score_pool3(pool3)
-        return self._up(score, "up8", 8)
+        score = self.up2_fr(score) + self.score_pool4(pool4)
+        score = self.up2_pool4(score) + self.score_pool3(pool3)
+        return self.up8(score)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return padded_forward(x, self.size_multiple, self._forward)
+        xp, sizes = pad_to_multiple(x, self.size_multiple)
+        return crop_to(self._forward(xp), sizes)

@@ -7,7 +7,6 @@ odd sizes exactly, so any input size works.
 """
 from __future__ import annotations
 
-import math
 from typing import List, Sequence, Tuple
 
 import torch
@@ -16,16 +15,19 @@ from torch import nn
 from volseg.networks.blocks import ConvNormAct, conv_nd, max_pool_nd
 
 
-def max_unpool(x: torch.Tensor, indices: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+def max_unpool(x: torch.Tensor, indices: torch.Tensor, size: List[int]) -> torch.Tensor:
     """Max-unpooling: place each value of ``x`` ``(B, C, *s)`` at its pooling argmax in a zero map of ``size``.
 
     Same result as ``nn.MaxUnpool{2,3}d`` with ``output_size``, written with ``scatter`` so it
     also exports to ONNX (``ScatterElements``) and TorchScript.
     """
-    b, c = x.shape[:2]
-    out = x.new_zeros((b, c, math.prod(size)))
+    b, c = x.shape[0], x.shape[1]
+    n = 1
+    for s in size:
+        n *= s
+    out = x.new_zeros([b, c, n])
     out = out.scatter(2, indices.flatten(2), x.flatten(2))
-    return out.view((b, c) + tuple(size))
+    return out.view([b, c] + list(size))
 
 
 def _stack(spatial_dims: int, cin: int, cout: int, n: int, norm: str) -> nn.Sequential:
@@ -65,18 +67,19 @@ class SegNet(nn.Module):
             prev = c
         self.head = conv_nd(spatial_dims)(prev, out_channels, 1)
 
-    def encode(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[Tuple[torch.Tensor, Tuple[int, ...]]]]:
+    def encode(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[Tuple[torch.Tensor, List[int]]]]:
         """Features at the deepest level and, per level, (pooling indices, pre-pooling size)."""
-        saved = []
+        saved: List[Tuple[torch.Tensor, List[int]]] = []
         for block in self.encoder:
             x = block(x)
-            size = tuple(int(s) for s in x.shape[2:])
+            size = list(x.shape[2:])
             x, idx = self.pool(x)
             saved.append((idx, size))
         return x, saved
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, saved = self.encode(x)
-        for block, (idx, size) in zip(self.decoder, reversed(saved)):
+        for i, block in enumerate(self.decoder):  # zipping a ModuleList with a list does not script
+            idx, size = saved[-1 - i]
             x = block(max_unpool(x, idx, size))
         return self.head(x)

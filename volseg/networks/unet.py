@@ -7,7 +7,7 @@ from typing import Sequence, Union
 import torch
 from monai.networks.nets import UNet as MonaiUNet
 
-from volseg.networks.blocks import padded_forward
+from volseg.networks.blocks import crop_to, pad_to_multiple
 
 
 class UNet(MonaiUNet):
@@ -41,4 +41,5 @@ class UNet(MonaiUNet):
         self.size_multiple = int(math.prod(strides))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return padded_forward(x, self.size_multiple, super().forward)
+        xp, sizes = pad_to_multiple(x, self.size_multiple)
+        return crop_to(self.model(xp), sizes)  # MONAI UNet.forward is self.model(x); no super() in TorchScript

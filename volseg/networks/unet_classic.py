@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from volseg.networks.blocks import conv_nd, conv_transpose_nd, he_init, max_pool_nd, padded_forward
+from volseg.networks.blocks import conv_nd, conv_transpose_nd, crop_to, he_init, max_pool_nd, pad_to_multiple
 
 
 class DoubleConv(nn.Sequential):
@@ -23,7 +23,7 @@ class DoubleConv(nn.Sequential):
         super().__init__(
             conv(in_channels, out_channels, 3, padding=1),
             nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
+            nn.Dropout(float(dropout)),  # a float p, as TorchScript requires
             conv(out_channels, out_channels, 3, padding=1),
             nn.ReLU(inplace=True),
         )
@@ -71,9 +71,10 @@ class UNetClassic(nn.Module):
             skips.append(x)
             x = self.pool(x)
         x = self.bottleneck(x)
-        for up, block, skip in zip(self.up, self.decoder, reversed(skips)):
-            x = block(torch.cat([up(x), skip], dim=1))
+        for i, (up, block) in enumerate(zip(self.up, self.decoder)):  # ModuleLists only: TorchScript
+            x = block(torch.cat([up(x), skips[-1 - i]], dim=1))
         return self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return padded_forward(x, self.size_multiple, self._forward)
+        xp, sizes = pad_to_multiple(x, self.size_multiple)
+        return crop_to(self._forward(xp), sizes)

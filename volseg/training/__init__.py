@@ -1,5 +1,6 @@
 """Training-bundle pieces: setup builders, handlers (resume, history, checkpoints, CSV, curves,
-early stop, fine-tuning) and :func:`run_bundle`. Names load lazily so ``import volseg.training`` stays light."""
+early stop, accuracy, split metrics, fine-tuning), plots, recipes and :func:`run_bundle`. Names load lazily
+so ``import volseg.training`` stays light."""
 from __future__ import annotations
 
 from volseg._lazy import lazy_getattr
@@ -9,7 +10,15 @@ _LAZY = {
     "parse_overrides": "volseg.bundles.config",
     "TrainingRecorder": "volseg.training.handlers",
     "PerLabelDice": "volseg.training.handlers",
-    "write_curves": "volseg.training.handlers",
+    "PixelAccuracy": "volseg.training.handlers",
+    "SplitMetricsWriter": "volseg.training.handlers",
+    "format_test_line": "volseg.training.handlers",
+    "write_curves": "volseg.training.plots",
+    "plot_sample_grid": "volseg.training.plots",
+    "seed_everything": "volseg.training.setup",
+    "run_evaluator": "volseg.training.setup",
+    "recipe_config_files": "volseg.training.recipes",
+    "list_recipes": "volseg.training.recipes",
     "PerCaseDiceWriter": "volseg.training.handlers",
     "resolve_device": "volseg.training.setup",
     "init_distributed": "volseg.training.setup",

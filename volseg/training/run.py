@@ -18,7 +18,8 @@ def run_bundle(bundle: PathLike, dataset_dir: PathLike, output_dir: Optional[Pat
     ``output_dir`` defaults to the bundle folder; ``overrides`` are top-level config keys
     (``max_epochs``, ``roi_size``, ``channels``, ...); ``config_files`` replace ``configs/train.json``
     (e.g. add ``multi_gpu_train.json``). Returns ``{"best_metric", "best_epoch", "epochs",
-    "model_path", "metrics_csv", "curves", "history", "bundle"}``. A separate ``output_dir``
+    "model_path", "metrics_csv", "curves", "history", "bundle"}`` and, when the bundle tests a held-out
+    split (``test#handlers`` with a ``SplitMetricsWriter``), ``"test_metrics"``. A separate ``output_dir``
     becomes a self-contained trained bundle (configs with this run's settings + ``models/``),
     ready for ``volseg predict -m output_dir``. The configs are checked first
     (:func:`volseg.bundles.trust.check_bundle_files`): code outside the safe subset raises
@@ -54,12 +55,16 @@ def run_bundle(bundle: PathLike, dataset_dir: PathLike, output_dir: Optional[Pat
         if cause is not None:
             raise cause from None
         raise
-    from volseg.training.handlers import TrainingRecorder
+    from volseg.training.handlers import SplitMetricsWriter, TrainingRecorder
 
     recorders = [h for h in wf.parser.get_parsed_content("train#handlers") if isinstance(h, TrainingRecorder)]
     if not recorders:
         raise ConfigError(f"{files[0]}: train#handlers has no volseg.training.TrainingRecorder")
     result = recorders[0].summary()
+    tests = [h for h in (wf.parser.get_parsed_content("test#handlers") if "test#handlers" in wf.parser else [])
+             if isinstance(h, SplitMetricsWriter) and h.metrics]
+    if tests:
+        result["test_metrics"] = tests[0].metrics
     wf.finalize()
     if output_dir is not None and "model_path" in result:
         from volseg.training.bundle_export import BundleExport, export_bundle
