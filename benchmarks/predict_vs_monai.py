@@ -2,7 +2,7 @@
 
 Same network (``create_network("unet")`` = MONAI UNet (16,32,64,128,256), 4.81 M params), same
 weights, ROI, overlap, sw_batch_size and volume. Plain MONAI = ``sliding_window_inference`` +
-``torch.argmax``; volseg = ``volseg.inference.streaming.sliding_window_segment`` (the same
+``torch.argmax``; volseg = ``volseg.inference.sliding.blend_slabs`` (the same
 windows and Gaussian weights, blended a few slabs at a time straight into a uint8 label map) with
 the forward pass of ``volseg.inference.backends.make_forward`` (``--backend``, default ``auto``:
 a cached artifact when ``volseg optimize`` built one, else the eager network). Runs are interleaved
@@ -55,11 +55,15 @@ def run_plain(net: torch.nn.Module, img: torch.Tensor, roi, overlap: float, swb:
 
 
 def run_volseg(fast, img: torch.Tensor, roi, overlap: float, swb: int) -> torch.Tensor:
-    from volseg.inference.streaming import sliding_window_segment
+    """volseg's streamed blend (``StreamingInferer``'s slabs), argmax slab by slab."""
+    from volseg.inference.sliding import WindowSpec, blend_slabs
 
+    spec = WindowSpec(roi_size=tuple(roi), sw_batch_size=swb, overlap=overlap, mode="gaussian")
+    labels = torch.empty(img.shape[1:], dtype=torch.uint8)
     with torch.inference_mode():
-        labels, _ = sliding_window_segment(img, fast, roi, overlap=overlap, sw_batch_size=swb, device="cpu")
-        return labels[0]
+        for z0, z1, slab in blend_slabs(img, fast, spec):
+            labels[..., z0:z1] = slab.max(dim=0).indices
+    return labels
 
 
 def peak_rss(mode: str, args: argparse.Namespace) -> float:

@@ -16,7 +16,8 @@ from typing import List, Optional
 
 from volseg import __version__
 
-COMMANDS = ("info", "convert", "fetch", "phantom", "networks", "train", "predict", "optimize", "evaluate", "demo")
+COMMANDS = ("info", "convert", "fetch", "phantom", "networks", "plan", "train", "predict", "optimize", "evaluate",
+            "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,12 +16,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spacing", type=float, nargs=3, default=(1.5, 1.5, 2.5), metavar=("SX", "SY", "SZ"),
                         help="voxel size in mm (default 1.5 1.5 2.5)")
     parser.add_argument("--lesions", type=int, default=2, help="lesions per case (default 2)")
+    parser.add_argument("--modality", choices=("CT", "MR"), default="CT",
+                        help="CT (HU, default) or MR: the same anatomy on an MRI-like scale (background ~0, "
+                             "arbitrary units up to ~3400)")
 
 
 def run(args: argparse.Namespace) -> int:
     from volseg.data.phantom import write_phantom_dataset
 
     out = write_phantom_dataset(args.out_dir, n_cases=args.cases, seed=args.seed, shape=tuple(args.shape),
-                                spacing=tuple(args.spacing), n_lesions=args.lesions)
+                                spacing=tuple(args.spacing), n_lesions=args.lesions, modality=args.modality)
     print(f"wrote {args.cases} phantom case(s) to {out} (dataset.json, imagesTr, labelsTr)")
     return 0

@@ -7,6 +7,8 @@ Examples:
   volseg train ct_unet3d --dataset-dir DIR resume=true
   volseg train bundles/ct_unet3d --dataset-dir DIR --multi-gpu 2
   volseg train lung_png2d --dataset-dir my_pngs --recipe seed
+  volseg train ct_unet3d --dataset-dir DIR --plan plan.json           # settings from `volseg plan`
+  volseg train ct_unet3d --dataset-dir DIR --init-from runs/ct --freeze-encoder 5   # fine-tune
 """
 from __future__ import annotations
 
@@ -42,6 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-bundle", action="store_true",
                         help="run the bundle's configs even if they use code outside volseg's safe subset "
                              "(a bundle is code: see docs/security.md)")
+    parser.add_argument("--plan", default=None, nargs="+", action=_ValueThenOverrides, metavar="PLAN",
+                        help="a plan from `volseg plan` (JSON of bundle keys: pixdim, roi_size, intensity, ...); "
+                             "key=value overrides win over it")
+    parser.add_argument("--init-from", default=None, nargs="+", action=_ValueThenOverrides, metavar="MODEL",
+                        help="start from the weights of MODEL (bundle folder or model.pt, e.g. a model-zoo "
+                             "bundle's) whose names and shapes match; the rest is newly initialised")
+    parser.add_argument("--freeze-encoder", default="0", nargs="+", action=_ValueThenOverrides, metavar="EPOCHS",
+                        help="with --init-from: keep the encoder (down path) fixed for the first EPOCHS epochs")
     parser.set_defaults(overrides=[])
 
 
@@ -60,8 +70,9 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     try:
         args.multi_gpu = int(args.multi_gpu)
+        args.freeze_encoder = int(args.freeze_encoder)
     except ValueError as exc:
-        raise ConfigError(f"--multi-gpu takes a number of processes, got {args.multi_gpu!r}") from exc
+        raise ConfigError(f"--multi-gpu and --freeze-encoder take a number, got {exc}") from exc
     bundle = Path(args.bundle)
     if not (bundle / "configs").is_dir():
         if bundle.name == args.bundle and "/" not in args.bundle:
@@ -74,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"not a bundle folder (no configs/): {bundle}")
     if not Path(args.dataset_dir).is_dir():
         raise InputError("dataset folder not found", args.dataset_dir)
+    overrides = _plan_and_init(bundle, args, overrides)
     if args.multi_gpu:
         if args.multi_gpu < 1:
             raise ConfigError(f"--multi-gpu must be >= 1, got {args.multi_gpu}")
@@ -99,3 +111,33 @@ def run(args: argparse.Namespace) -> int:
           f"{'n/a' if best is None else f'{best:.4f}'} at epoch {result['best_epoch']}{test}; "
           f"model: {result['model_path']}")
     return 0
+
+
+def _plan_and_init(bundle, args: argparse.Namespace, overrides: dict) -> dict:
+    """Overrides from ``--plan`` (under the key=value ones), ``--init-from`` and ``--freeze-encoder``;
+    each key must be one the bundle's ``train.json`` has."""
+    import json
+    from pathlib import Path
+
+    from volseg.errors import ConfigError
+    from volseg.planning import read_plan
+
+    extra = {}
+    if args.plan:
+        extra.update(read_plan(args.plan))
+    if args.init_from:
+        from volseg.training.finetune import find_weights
+
+        find_weights(args.init_from)  # a missing model fails now, not after the dataset is cached
+        extra["init_from"] = str(Path(args.init_from).expanduser().resolve())
+    if args.freeze_encoder:
+        if not args.init_from:
+            raise ConfigError("--freeze-encoder needs --init-from (freezing a random encoder trains nothing)")
+        extra["freeze_encoder"] = args.freeze_encoder
+    if extra:
+        keys = json.loads((Path(bundle) / "configs" / "train.json").read_text())
+        missing = sorted(k for k in extra if k not in keys)
+        if missing:
+            raise ConfigError(f"{bundle}: configs/train.json has no key {', '.join(missing)} "
+                              "(a plan made for another bundle, or a bundle without fine-tuning support)")
+    return {**extra, **overrides}

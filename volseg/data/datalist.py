@@ -171,3 +171,26 @@ def load_datalist(dataset_dir: PathLike, val_fraction: float = 0.2, seed: int = 
         val = [train[i] for i in sorted(order[:n_val])]
         train = [train[i] for i in sorted(order[n_val:])]
     return train, val
+
+
+def dataset_metadata(dataset_dir: PathLike) -> Dict[str, Any]:
+    """``{"modalities": {channel: name}, "labels": {value: name}}`` from the folder's ``dataset.json``
+    (MSD ``modality`` / ``labels`` ``{"1": "lung"}``, or nnU-Net v2 ``channel_names`` / ``labels``
+    ``{"lung": 1}``); empty dicts when there is no ``dataset.json`` or it does not say."""
+    path = Path(dataset_dir).expanduser() / "dataset.json"
+    if not path.is_file():
+        return {"modalities": {}, "labels": {}}
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read dataset.json ({exc})", path) from exc
+    spec = spec if isinstance(spec, dict) else {}
+    mods = spec.get("modality") or spec.get("channel_names") or {}
+    modalities = {int(k): str(v) for k, v in mods.items() if str(k).isdigit()} if isinstance(mods, dict) else {}
+    labels: Dict[int, str] = {}
+    for k, v in (spec.get("labels") or {}).items() if isinstance(spec.get("labels"), dict) else []:
+        if str(k).isdigit():
+            labels[int(k)] = str(v)
+        elif isinstance(v, int) or str(v).isdigit():
+            labels[int(v)] = str(k)
+    return {"modalities": modalities, "labels": labels}

@@ -17,6 +17,14 @@ import numpy as np
 PathLike = Union[str, "os.PathLike[str]"]
 PHANTOM_LABELS = {1: "lung", 2: "lesion"}
 HU = {"air": -1000.0, "fat": -100.0, "soft": 40.0, "lung": -850.0, "bone": 700.0, "lesion": 30.0}
+MR_UNITS_PER_HU = 2.0
+
+
+def mr_like(image_hu: np.ndarray) -> np.ndarray:
+    """An MRI-like intensity scale for a phantom: ``|2 (HU + 1000)|`` (background ~0, arbitrary positive
+    units up to ~3400, the same tissue contrast). Far from a CT window: every tissue above 400 units
+    (lesions, soft tissue, bone) lands at the top of the default ``hu_window`` [-1000, 400]."""
+    return np.abs((np.asarray(image_hu, dtype=np.float32) - HU["air"]) * MR_UNITS_PER_HU)
 
 
 @dataclass
@@ -148,15 +156,18 @@ def write_phantom_dataset(
     seed: int = 0,
     layout: str = "msd",
     progress: bool = True,
+    modality: str = "CT",
     **phantom_kw: Any,
 ) -> Path:
     """Write ``imagesTr/case_XXX.nii.gz``, ``labelsTr/case_XXX.nii.gz`` and an MSD ``dataset.json``.
 
-    Case ``i`` uses seed ``seed + i``. Returns the dataset folder.
+    Case ``i`` uses seed ``seed + i``. ``modality`` ``"MR"`` writes the images on the MRI-like
+    scale of :func:`mr_like` (and ``"MR"`` in ``dataset.json``). Returns the dataset folder.
     """
     from tqdm import tqdm
 
     from volseg._atomic import atomic_path
+    from volseg.io._geometry import make_metatensor
     from volseg.errors import ConfigError
     from volseg.io.writers import save_mask, save_volume
 
@@ -164,21 +175,28 @@ def write_phantom_dataset(
         raise ConfigError(f"unknown phantom dataset layout {layout!r}; valid: msd")
     if int(n_cases) < 1:
         raise ConfigError(f"n_cases must be >= 1, got {n_cases}")
+    if modality not in ("CT", "MR"):
+        raise ConfigError(f"phantom modality must be CT or MR, got {modality!r}")
     out = Path(out_dir)
     training = []
     for i in tqdm(range(int(n_cases)), desc="phantoms", disable=not progress, leave=False):
         ph = make_phantom(seed=int(seed) + i, **phantom_kw)
+        if modality == "MR":
+            meta = {k: v for k, v in ph.image.meta.items() if k != "affine"}
+            image = make_metatensor(mr_like(ph.image.numpy()), ph.affine, {**meta, "modality": "MR"})
+            ph = Phantom(image=image, label=ph.label, affine=ph.affine)
         name = f"case_{i:03d}.nii.gz"
         save_volume(ph.image, out / "imagesTr" / name)
         save_mask(ph.label, ph.image, out / "labelsTr" / name)
         training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
     ds: Dict[str, Any] = {
         "name": "volseg-phantom",
-        "description": "Synthetic chest CT phantoms (HU) with lung and lesion labels, made by volseg",
+        "description": (f"Synthetic chest {modality} phantoms ({'HU' if modality == 'CT' else 'MRI-like scale'}) "
+                        "with lung and lesion labels, made by volseg"),
         "reference": "volseg.data.make_phantom",
         "licence": "CC0",
         "tensorImageSize": "3D",
-        "modality": {"0": "CT"},
+        "modality": {"0": modality},
         "labels": {"0": "background", **{str(k): v for k, v in PHANTOM_LABELS.items()}},
         "numTraining": len(training),
         "numTest": 0,

@@ -45,8 +45,8 @@ class VoxelStep:
             return torch.softmax(x.float(), dim=0)
         if self.kind == "sigmoid":
             return torch.sigmoid(x.float())
-        if self.kind == "argmax":
-            return torch.argmax(x, dim=0, keepdim=True).to(torch.uint8 if x.shape[0] <= 256 else torch.int16)
+        if self.kind == "argmax":  # max().indices: the first maximum, as argmax, ~5x faster on CPU
+            return x.max(dim=0, keepdim=True).indices.to(torch.uint8 if x.shape[0] <= 256 else torch.int16)
         if self.kind == "threshold":
             return (x >= self.threshold).to(torch.uint8)
         if self.kind == "entropy":  # predictive entropy of probabilities over channels, / log(L): 0..1
@@ -153,8 +153,8 @@ class Output:
 class _ToSource:
     """Turns model-grid slabs (in order along the last model axis) into source-grid values."""
 
-    def __init__(self, maps: Sequence[AxisMap], source_shape: Sequence[int], before: Sequence[VoxelStep],
-                 after: Sequence[VoxelStep], device: torch.device):
+    def __init__(self, maps: Sequence[AxisMap], source_shape: Sequence[int], model_shape: Sequence[int],
+                 before: Sequence[VoxelStep], after: Sequence[VoxelStep], device: torch.device):
         nd = len(source_shape)
         self.stream = next(m for m in maps if m.model_axis == nd - 1)
         self.inplane = sorted((m for m in maps if m.model_axis != nd - 1), key=lambda m: m.model_axis)
@@ -168,27 +168,58 @@ class _ToSource:
         self.low = np.minimum.accumulate(first[self.order][::-1])[::-1]  # smallest model index still needed
         # in-plane source axes, in the order they appear in the cached (model-axis-ordered) slices
         self.perm = [1 + [m.source_axis for m in self.inplane].index(j) for j in range(nd) if j != self.stream.source_axis]
+        self.dense: Dict[Any, torch.Tensor] = {}
+        self.model_sizes = [int(s) for s in model_shape]
         self.cache: Dict[int, torch.Tensor] = {}
         self.pos = 0
-        self.out: Optional[torch.Tensor] = None
+        self.out: Optional[torch.Tensor] = None  # slice-major (n_stream, C, *other source axes): contiguous writes
 
     def push(self, z0: int, z1: int, slab: torch.Tensor, chunk: int = 4) -> None:
         for c0 in range(0, z1 - z0, chunk):  # a few model slices at a time: source-size temporaries stay small
             t = slab[..., c0:c0 + chunk]
             for step in self.before:
                 t = step(t)
-            for m in self.inplane:
-                t = resample_axis(t, 1 + m.model_axis, m)
-            for k in range(t.shape[-1]):
-                self.cache[z0 + c0 + k] = t[..., k]
-            self._emit(z0 + c0 + t.shape[-1])
+            t = self._inplane(t.movedim(-1, 0))  # (dz, C, *in-plane source axes, in model-axis order)
+            for k in range(t.shape[0]):
+                self.cache[z0 + c0 + k] = t[k]
+            self._emit(z0 + c0 + t.shape[0])
+
+    def _inplane(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(dz, C, *in-plane model axes)`` resampled onto the in-plane source axes: a gather
+        for nearest maps, else one batched matrix product per axis (dense 1D interpolation matrices
+        are small: source x model samples)."""
+        for m in self.inplane:
+            ax = 2 + m.model_axis
+            if m.is_gather or not x.is_floating_point():
+                x = resample_axis(x, ax, m)
+                continue
+            w = self._dense(m, x)
+            if ax == x.ndim - 1:
+                x = x @ w.T
+            elif ax == x.ndim - 2:
+                x = w @ x
+            else:
+                x = torch.movedim(torch.movedim(x, ax, -1) @ w.T, -1, ax)
+        return x
+
+    def _dense(self, m: AxisMap, like: torch.Tensor) -> torch.Tensor:
+        key = (m.model_axis, like.dtype, like.device)
+        if key not in self.dense:
+            w = np.zeros((m.index.shape[0], int(m.index.max(initial=0)) + 1))
+            rows = np.arange(m.index.shape[0])
+            for k in range(m.index.shape[1]):
+                np.add.at(w, (rows, m.index[:, k]), m.weight[:, k])
+            n_model = max(int(m.index.max(initial=0)) + 1, self.model_sizes[m.model_axis])
+            full = np.zeros((w.shape[0], n_model))
+            full[:, :w.shape[1]] = w
+            self.dense[key] = torch.from_numpy(full).to(device=like.device, dtype=like.dtype)
+        return self.dense[key]
 
     def finish(self) -> torch.Tensor:
         self._emit(np.iinfo(np.int64).max)
-        return self.out
+        return self.out.movedim(0, 1 + self.stream.source_axis).contiguous()
 
     def _emit(self, front: int) -> None:
-        axis = self.stream.source_axis
         gather = self.stream.is_gather
         while self.pos < len(self.order) and self.need[self.order[self.pos]] < front:
             s = int(self.order[self.pos])
@@ -196,16 +227,21 @@ class _ToSource:
             for k, w in zip(self.stream.index[s], self.stream.weight[s]):
                 if w == 0:
                     continue
-                term = self.cache[int(k)] if gather else self.cache[int(k)] * float(w)
-                val = term if val is None else val + term
+                if gather:
+                    val = self.cache[int(k)]
+                elif val is None:
+                    val = self.cache[int(k)].mul(float(w))
+                else:
+                    val.add_(self.cache[int(k)], alpha=float(w))
             if val is None:
                 val = torch.zeros_like(next(iter(self.cache.values())))
             for step in self.after:
                 val = step(val)
-            val = val.permute(0, *self.perm).to(self.device)
+            val = val.permute(0, *self.perm)
             if self.out is None:
-                self.out = torch.zeros((val.shape[0], *self.shape), dtype=val.dtype, device=self.device)
-            self.out.select(1 + axis, s).copy_(val)
+                n = self.shape[self.stream.source_axis]
+                self.out = torch.zeros((n, *val.shape), dtype=val.dtype, device=self.device)
+            self.out[s].copy_(val)
             self.pos += 1
             if self.pos < len(self.order):
                 low = int(self.low[self.pos])
@@ -266,18 +302,20 @@ def run_chain(image: Any, source: Any, chain: Chain, slabs: Iterator[Slab], devi
     prob_steps = before[:discrete_at] if any(s.kind in ("softmax", "sigmoid") for s in before[:discrete_at]) \
         else [*before[:discrete_at], VoxelStep("softmax")]
     grid_shape = source.shape[1:] if maps is not None else image.shape[1:]
-    main = _ToSource(maps, grid_shape, before, after, device) if maps is not None else \
+    model_shape = image.shape[1:]
+    main = _ToSource(maps, grid_shape, model_shape, before, after, device) if maps is not None else \
         _OnModelGrid(grid_shape, before, device)
     probs = unc = None
     if probabilities:
-        probs = _ToSource(maps, grid_shape, prob_steps, [], device) if maps is not None else \
+        probs = _ToSource(maps, grid_shape, model_shape, prob_steps, [], device) if maps is not None else \
             _OnModelGrid(grid_shape, prob_steps, device)
     if uncertainty:
         unc_maps = maps
         if maps is not None and chain.invert["nearest"]:
             unc_maps = inverse_axis_maps(image.applied_operations, image.affine, image.shape[1:], source.affine,
                                          source.shape[1:], nearest=False)
-        unc = _ToSource(unc_maps, grid_shape, [VoxelStep("entropy")], [], device) if unc_maps is not None else \
+        unc = _ToSource(unc_maps, grid_shape, model_shape, [VoxelStep("entropy")], [], device) \
+            if unc_maps is not None else \
             _OnModelGrid(grid_shape, [VoxelStep("entropy")], device)
     for z0, z1, slab in slabs:
         logits = slab[:slab.shape[0] // 2] if uncertainty else slab

@@ -246,7 +246,7 @@ def blend_slabs(image: torch.Tensor, network: Callable, spec: WindowSpec, sw_dev
             for w, o in zip(batch, out):
                 for rs, off in _ring(w[-1].start, w[-1].stop, cap):
                     region = (slice(None), *w[:-1], rs)
-                    acc[region] += o[..., off] * weight[..., off]
+                    acc[region].addcmul_(o[..., off], weight[..., off])  # fused: no window-size temporary
                     count[region] += weight[..., off]
             bar.update(len(batch))
         yield from flush(padded[-1])

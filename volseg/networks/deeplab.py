@@ -69,6 +69,8 @@ class DeepLabV3Plus(nn.Module):
         aspp_channels / low_level_channels: decoder widths.
     """
 
+    encoder_prefixes = ("stem", "stage1", "stage2", "stage3", "stage4")  # see volseg.networks.parts
+
     def __init__(
         self,
         spatial_dims: int = 3,

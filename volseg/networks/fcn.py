@@ -47,6 +47,8 @@ class FCN8s(nn.Module):
         upsample: ``"deconv"`` (learned transposed convs) or ``"interp"`` (bi/trilinear).
     """
 
+    encoder_prefixes = ("stages", "fc")  # see volseg.networks.parts
+
     def __init__(
         self,
         spatial_dims: int = 3,

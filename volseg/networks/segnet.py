@@ -42,6 +42,8 @@ class SegNet(nn.Module):
         convs_per_level: 3x3 convolutions per level (the original uses 2-3).
     """
 
+    encoder_prefixes = ("encoder",)  # see volseg.networks.parts
+
     def __init__(
         self,
         spatial_dims: int = 3,

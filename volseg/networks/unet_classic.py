@@ -32,6 +32,8 @@ class DoubleConv(nn.Sequential):
 class UNetClassic(nn.Module):
     """Classic U-Net. Input ``(B, C, H, W[, D])``, any size (padded to a multiple of 16, cropped back)."""
 
+    encoder_prefixes = ("encoder", "bottleneck")  # see volseg.networks.parts
+
     def __init__(
         self,
         spatial_dims: int = 2,

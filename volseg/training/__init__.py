@@ -1,6 +1,6 @@
 """Training-bundle pieces: setup builders, handlers (resume, history, checkpoints, CSV, curves,
-early stop, accuracy, split metrics), plots, recipes and :func:`run_bundle`. Names load lazily so
-``import volseg.training`` stays light."""
+early stop, accuracy, split metrics, fine-tuning), plots, recipes and :func:`run_bundle`. Names load lazily
+so ``import volseg.training`` stays light."""
 from __future__ import annotations
 
 from volseg._lazy import lazy_getattr
@@ -31,6 +31,9 @@ _LAZY = {
     "build_network": "volseg.training.setup",
     "export_bundle": "volseg.training.bundle_export",
     "BundleExport": "volseg.training.bundle_export",
+    "InitFrom": "volseg.training.finetune",
+    "read_state_dict": "volseg.training.finetune",
+    "load_matching": "volseg.training.finetune",
 }
 
 __all__ = list(_LAZY)
