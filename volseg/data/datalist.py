@@ -180,11 +180,7 @@ def dataset_metadata(dataset_dir: PathLike) -> Dict[str, Any]:
     path = Path(dataset_dir).expanduser() / "dataset.json"
     if not path.is_file():
         return {"modalities": {}, "labels": {}}
-    try:
-        spec = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read dataset.json ({exc})", path) from exc
-    spec = spec if isinstance(spec, dict) else {}
+    spec = _read_json(path)
     mods = spec.get("modality") or spec.get("channel_names") or {}
     modalities = {int(k): str(v) for k, v in mods.items() if str(k).isdigit()} if isinstance(mods, dict) else {}
     labels: Dict[int, str] = {}
