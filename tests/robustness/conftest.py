@@ -60,6 +60,9 @@ def run_volseg(args: Sequence[str], cap_mb: int = CAP_MB, umask: Optional[int] =
 
     e = dict(os.environ, **(env or {}))
     e.setdefault("OMP_NUM_THREADS", "1")
+    if fsize is not None:  # coverage's own data file would hit the file size limit too
+        for k in ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START"):
+            e.pop(k, None)
     hwm = Path(tempfile.mkdtemp(prefix="volseg-hwm-")) / "kb"
     e["VOLSEG_TEST_HWM"] = str(hwm)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, open(os.devnull, "rb") as devnull:
