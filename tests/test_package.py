@@ -91,3 +91,43 @@ def test_check_not_input_refuses_overwrite(tmp_path: Path) -> None:
     with pytest.raises(VolsegError, match="overwrite"):
         check_not_input(src, [src])
     check_not_input(tmp_path / "mask.nii.gz", [src])
+
+
+def test_ci_checks_the_wheel_after_the_readme_tests() -> None:
+    """.ci/run builds the wheel, installs it (torch first) into a fresh venv and runs the demo outside the
+    checkout, after the README's test command; its failure is CI's exit status."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    steps = ['bash -c "$cmd"', "pip wheel .", "-m venv", "pip install -q torch==2.13.0", "volseg-*.whl",
+             'cd "$work"', "demo --quick --out", 'exit "$wheel_rc"']
+    where = [ci.find(s) for s in steps]
+    assert -1 not in where and where == sorted(where), dict(zip(steps, where))
+
+
+def test_wheel_lists_every_package() -> None:
+    """pyproject lists volseg's packages by hand (to map bundles/ into the wheel): none may be missing."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "volseg").rglob("__init__.py")}
+    assert listed == found | {"volseg._bundles"}
+
+
+def test_logging_level_follows_v_and_debug(tmp_path: Path) -> None:
+    """Library logging: warnings only by default, INFO with -v (before or after the command), DEBUG with --debug."""
+    import contextlib
+    import logging
+
+    from volseg.cli import main
+
+    root = logging.getLogger()
+    before = root.level
+    missing = str(tmp_path / "missing.nii.gz")
+    try:
+        for argv, level in ((["info", missing], logging.WARNING), (["-v", "info", missing], logging.INFO),
+                            (["info", missing, "--verbose"], logging.INFO), (["--debug", "info", missing], logging.DEBUG)):
+            with pytest.raises(Exception) if "--debug" in argv else contextlib.nullcontext():
+                main(argv)
+            assert root.level == level, argv
+    finally:
+        root.setLevel(before)
+

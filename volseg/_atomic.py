@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-from volseg.errors import ConfigError, InputError, VolsegError
+from volseg.errors import ConfigError, InputError, VolsegError, exception_chain
+from volseg.formats import OUTPUT_SUFFIXES, full_suffix
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-_DOUBLE_SUFFIXES = (".nii.gz", ".tar.gz", ".seg.dcm")
 STALE_AFTER_S = 24 * 3600  # a temporary this old is swept even if a process with its PID is alive
 _TMP_RE = re.compile(r"^\..*\.vstmp-([0-9a-f]{6})-(\d+)-[0-9a-f]{8}\.tmp")
 # tempfile.mkstemp/mkdtemp names of volseg before 0.1.x: swept only once stale (no PID to ask)
@@ -36,24 +36,10 @@ _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _FULL_TEXT = ("no space left on device", "disk quota exceeded", "file too large", "file write failed")
 _DENIED_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
 
-#: file suffixes volseg writes, per kind of output (first = default)
-OUTPUT_SUFFIXES = {
-    "volume": (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd"),
-    "mask": (".nii.gz", ".nii", ".seg.dcm", ".dcm", ".png"),
-}
 OUTPUT_KINDS = ("volume", "mask", "folder", "mask-or-folder")
 # names that are clearly files, refused where a folder is expected (``-o x.txt``)
 _FILE_LIKE = {".txt", ".csv", ".json", ".yaml", ".yml", ".png", ".jpg", ".jpeg", ".pdf", ".html", ".log",
               ".pt", ".pth", ".onnx", ".zip", ".tar.gz", ".npy", ".npz", ".h5", ".raw", ".zraw", ".nhdr"}
-
-
-def full_suffix(path: PathLike) -> str:
-    """The suffix that selects a file format, e.g. ``.nii.gz`` (lower case)."""
-    name = Path(path).name.lower()
-    for s in _DOUBLE_SUFFIXES:
-        if name.endswith(s):
-            return s
-    return Path(name).suffix
 
 
 def check_not_input(output: PathLike, inputs: Iterable[PathLike]) -> None:
@@ -127,10 +113,7 @@ def write_error(exc: BaseException, final: PathLike) -> Optional[VolsegError]:
 
     Looks through the exception chain, so wrapped errors (SimpleITK, torch.save) are recognised too.
     """
-    seen = set()
-    cur: Optional[BaseException] = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
+    for cur in exception_chain(exc):
         if isinstance(cur, VolsegError):
             return None
         code = getattr(cur, "errno", None)
@@ -140,7 +123,6 @@ def write_error(exc: BaseException, final: PathLike) -> Optional[VolsegError]:
             return InputError(f"cannot write: no space left on the device or file size limit reached ({why})", final)
         if code in _DENIED_ERRNOS:
             return InputError(f"cannot write: {os.strerror(code).lower()} in folder {Path(final).parent}", final)
-        cur = cur.__cause__ or cur.__context__
     return None
 
 

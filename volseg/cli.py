@@ -3,7 +3,8 @@
 Each sub-command lives in ``volseg/commands/<name>.py`` with ``add_arguments(parser)`` and
 ``run(args) -> int``; those modules import nothing heavy at module level, so ``volseg --help``
 stays instant. User errors (:class:`volseg.errors.VolsegError`) print one line and exit 1;
-any other exception prints one line too, unless ``--debug`` asks for the traceback.
+any other exception prints one line too, unless ``--debug`` asks for the traceback. Library
+logging shows warnings only; ``-v`` adds its notes (INFO), ``--debug`` everything (DEBUG).
 """
 from __future__ import annotations
 
@@ -25,15 +26,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="3D medical image segmentation on MONAI: DICOM/NIfTI in, aligned NIfTI/DICOM SEG masks out.",
     )
     parser.add_argument("--version", action="version", version=f"volseg {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show the library's notes (INFO logging; default: warnings only)")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         mod = importlib.import_module(f"volseg.commands.{name}")
         p = sub.add_parser(name, help=mod.HELP, description=mod.__doc__)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
+
+
+def setup_logging(level: int) -> None:
+    """Console logging of volseg and the libraries under it (MONAI, ignite) at ``level``: one line per
+    message; progress is shown by the progress bars, not by INFO lines."""
+    logging.basicConfig(level=level, format="%(message)s")
+    logging.getLogger().setLevel(level)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -43,7 +54,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     debug = bool(getattr(args, "debug", False))
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(message)s")
+    setup_logging(logging.DEBUG if debug else logging.INFO if getattr(args, "verbose", False) else logging.WARNING)
     if not debug:
         import warnings
 

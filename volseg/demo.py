@@ -11,7 +11,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 from volseg.errors import ConfigError
 
@@ -31,71 +31,19 @@ PROFILES: Dict[str, Dict[str, Any]] = {
 }
 
 
-def find_bundle(name: str) -> Path:
-    """Locate ``bundles/<name>``: beside the package (editable / source checkout), inside it
-    (``volseg/bundles``, when shipped as package data), or under the current folder."""
-    import volseg
+def _phantoms(out: Path, n_cases: int, **phantom_kw: Any) -> Dict[str, Path]:
+    """``n_cases`` training phantoms (seeds ``0..n-1``) in ``out/data`` and one more (seed ``n``), never
+    trained on, in ``out/heldout``: as NIfTI (image and truth) and as a DICOM series written by volseg."""
+    from volseg.data import make_phantom, write_phantom_dataset
+    from volseg.io import save_mask, save_volume, write_dicom_series
 
-    pkg = Path(volseg.__file__).resolve().parent
-    candidates = [pkg.parent / "bundles" / name, pkg / "bundles" / name, Path.cwd() / "bundles" / name]
-    for c in candidates:
-        if (c / "configs").is_dir():
-            return c
-    found = sorted({p.name for c in candidates if c.parent.is_dir() for p in c.parent.iterdir() if (p / "configs").is_dir()})
-    raise ConfigError(
-        f"bundle {name!r} not found (looked in {', '.join(str(c) for c in candidates)}); "
-        f"available: {', '.join(found) or 'none'}. Install volseg from its source tree (pip install -e .)"
-    )
-
-
-def _phantoms(data_dir: Path, n_cases: int, **phantom_kw: Any) -> Path:
-    from volseg.data import write_phantom_dataset
-
-    write_phantom_dataset(data_dir, n_cases, **phantom_kw)
-    return data_dir
-
-
-def hold_out_last(dataset_dir: Path, held_dir: Path) -> Dict[str, Path]:
-    """Move the last training case of an MSD-style dataset (``dataset.json`` or ``imagesTr/`` +
-    ``labelsTr/``) out to ``held_dir``, so training never sees it. Returns its ``image``/``truth`` paths."""
-    import shutil
-
-    held_dir.mkdir(parents=True, exist_ok=True)
-    index = dataset_dir / "dataset.json"
-    if index.is_file():
-        meta = json.loads(index.read_text())
-        cases = meta.get("training") or []
-        if len(cases) < 2:
-            raise ConfigError(f"{index} needs at least 2 training cases to hold one out")
-        case = cases.pop()
-        meta["numTraining"] = len(cases)
-        for key in ("validation", "test"):
-            if key in meta:
-                meta[key] = [c for c in meta[key] if c != case]
-        index.write_text(json.dumps(meta, indent=2) + "\n")
-        src = {"image": dataset_dir / case["image"], "truth": dataset_dir / case["label"]}
-    else:
-        images = sorted((dataset_dir / "imagesTr").iterdir())
-        labels = sorted((dataset_dir / "labelsTr").iterdir())
-        if len(images) < 2 or len(images) != len(labels):
-            raise ConfigError(f"{dataset_dir} needs at least 2 paired cases in imagesTr/ and labelsTr/")
-        src = {"image": images[-1], "truth": labels[-1]}
-    out = {}
-    for key, path in src.items():
-        dst = held_dir / f"{key}_{path.name}"
-        shutil.move(str(path), str(dst))
-        out[key] = dst
-    return out
-
-
-def _held_out(out: Path, dataset: Path) -> Dict[str, Any]:
-    """The last phantom, never trained on, as a file and as a DICOM series (written by volseg)."""
-    from volseg.io import load_volume, write_dicom_series
-
-    held = hold_out_last(dataset, out / "heldout")
-    held["dicom"] = out / "heldout" / "dicom"
-    write_dicom_series(load_volume(held["image"]), held["dicom"])
-    return held
+    data = write_phantom_dataset(out / "data", n_cases, **phantom_kw)
+    ph = make_phantom(seed=n_cases, **phantom_kw)
+    held = out / "heldout"
+    save_volume(ph.image, held / "image.nii.gz")
+    write_dicom_series(ph.image, held / "dicom")
+    return {"data": data, "image": held / "image.nii.gz", "dicom": held / "dicom",
+            "truth": save_mask(ph.label, ph.image, held / "truth.nii.gz")}
 
 
 def _real(out: Path) -> Dict[str, Any]:
@@ -137,29 +85,28 @@ def run_demo(out_dir: PathLike = "volseg_demo", quick: bool = False, data: str =
     t0 = time.perf_counter()
     out = Path(out_dir)
     _fresh_out(out)
+    from volseg.bundles.shipped import find_bundle
+    from volseg.inference.batch import predict
     from volseg.inference.evaluation import evaluate
     from volseg.training import run_bundle
 
     profile = PROFILES["quick" if quick else "full"]
     files: Dict[str, str] = {}
     if data == "synthetic":
-        dataset = _phantoms(out / "data", profile["n_cases"] + 1, **profile["phantom"])
-        held = _held_out(out, dataset)
+        held = _phantoms(out, profile["n_cases"], **profile["phantom"])
         pred_input = held["dicom"]
         files["held-out phantom (DICOM series)"] = str(held["dicom"])
         files["held-out truth"] = str(held["truth"])
     else:
         held = _real(out)
-        dataset = held["data"]
         pred_input = held["image"]
     overrides = dict(profile["overrides"])
-    train = run_bundle(find_bundle("ct_unet3d"), dataset, output_dir=out / "model", overrides=overrides)
+    train = run_bundle(find_bundle("ct_unet3d"), held["data"], output_dir=out / "model", overrides=overrides)
     model_dir = out / "model"
     mask = out / "prediction" / "mask.nii.gz"
-    _cli(["predict", "-i", str(pred_input), "-o", str(mask), "-m", str(model_dir), "--device", "cpu",
-          "--format", "both" if data == "synthetic" else "nifti", "--stats", "--overlay"])
-    table = evaluate(mask, held["truth"], out / "evaluation")
-    dice = _mean_dice(table)
+    predict(pred_input, mask, model=model_dir, device="cpu", format="both" if data == "synthetic" else "nifti",
+            stats=True, overlay=True)
+    dice = float(evaluate(mask, held["truth"], out / "evaluation")["mean_dice"])
     files.update(_existing({
         "trained model": model_dir / "models" / "model.pt",
         "training curves": model_dir / "logs" / "curves.png",
@@ -176,14 +123,6 @@ def run_demo(out_dir: PathLike = "volseg_demo", quick: bool = False, data: str =
     return summary
 
 
-def _cli(argv: List[str]) -> None:
-    """Run a volseg command in this process (it prints its own one-line error on failure)."""
-    from volseg.cli import main
-
-    if main(argv):
-        raise ConfigError(f"the demo stopped: 'volseg {argv[0]}' failed (message above)")
-
-
 def _first(folder: Path, pattern: str) -> Optional[Path]:
     hits = sorted(folder.rglob(pattern)) if folder.is_dir() else []
     return hits[0] if hits else None
@@ -191,25 +130,6 @@ def _first(folder: Path, pattern: str) -> Optional[Path]:
 
 def _existing(paths: Dict[str, Optional[Path]]) -> Dict[str, str]:
     return {k: str(v) for k, v in paths.items() if v is not None and Path(v).exists()}
-
-
-def _mean_dice(table: Any) -> float:
-    """Mean foreground Dice from ``volseg.inference.evaluation``'s result (dict, list of rows or DataFrame-like)."""
-    import math
-
-    rows: List[Dict[str, Any]]
-    if isinstance(table, dict) and "mean_dice" in table:
-        return float(table["mean_dice"])
-    if isinstance(table, dict) and "summary" in table and isinstance(table["summary"], dict):
-        return _mean_dice(table["summary"])
-    if isinstance(table, dict) and "cases" in table:
-        rows = list(table["cases"])
-    elif isinstance(table, list):
-        rows = table
-    else:
-        raise ConfigError(f"cannot read Dice from the evaluation result ({type(table).__name__})")
-    vals = [float(r["dice"]) for r in rows if r.get("dice") is not None and not math.isnan(float(r["dice"]))]
-    return float(sum(vals) / len(vals)) if vals else float("nan")
 
 
 def format_summary(summary: Dict[str, Any]) -> str:

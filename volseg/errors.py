@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
+from typing import Iterator, Optional, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -26,3 +26,15 @@ class InputError(VolsegError):
 
 class ConfigError(VolsegError):
     """A setting, option, bundle or registry name is invalid."""
+
+
+def exception_chain(exc: Optional[BaseException], limit: int = 50) -> Iterator[BaseException]:
+    """``exc``, then what it wraps (``__cause__``, else ``__context__``), each once, at most ``limit``.
+
+    The one walker of wrapped errors: :func:`volseg.bundles.config.unwrap_error` finds volseg's
+    error inside MONAI's ``RuntimeError``s with it, ``volseg._atomic.write_error`` a full disk."""
+    seen = set()
+    while exc is not None and id(exc) not in seen and len(seen) < limit:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__

@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import write_nifti
+
 ZOO = Path(__file__).resolve().parents[1] / "data" / "zoo"
 CACHE = Path(os.environ.get("VOLSEG_TEST_CACHE", Path.home() / ".cache" / "volseg" / "test-weights"))
 RECIPE = "overfit-v1"
@@ -29,16 +31,6 @@ def rotation(a: float, b: float, c: float) -> np.ndarray:
     from scipy.spatial.transform import Rotation
 
     return Rotation.from_euler("xyz", [a, b, c], degrees=True).as_matrix()
-
-
-def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> Path:
-    import nibabel as nib
-
-    img = nib.Nifti1Image(np.asarray(array, dtype=np.int16), affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    nib.save(img, str(path))
-    return path
 
 
 def phantom_file(folder: Path, name: str, shape, spacing, direction=None, seed: int = 0) -> Path:
@@ -188,7 +180,7 @@ def runner_mask(output_dir: Path, source: Path, postfix: str = "trans") -> Any:
     """The mask MONAI's runner saved for ``source`` (``SaveImaged`` with ``separate_folder``), as nibabel image."""
     import nibabel as nib
 
-    from volseg.inference.cases import case_name
+    from volseg.formats import case_name
 
     name = case_name(source)
     hits = sorted(output_dir.rglob(f"{name}_{postfix}.nii.gz")) or sorted(output_dir.rglob(f"*_{postfix}.nii.gz"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -79,3 +78,27 @@ def test_predictor_errors_are_one_line_and_name_the_config(tmp_path):
     (tmp_path / "broken" / "configs" / "inference.json").write_text("{not json")
     with pytest.raises((InputError, ConfigError), match="cannot read (the )?bundle config"):
         Predictor(tmp_path / "broken")
+
+
+def test_unwrap_error_finds_volseg_errors_in_any_wrapping() -> None:
+    """MONAI wraps errors by ``raise ... from`` (cause) or inside ``except`` (context); cycles end the walk."""
+    from volseg.bundles.config import unwrap_error
+    from volseg.errors import InputError
+
+    inner = InputError("bad scan", "ct.nii.gz")
+    try:
+        try:
+            raise inner
+        except InputError as exc:
+            raise RuntimeError("applying transform <LoadImaged>") from exc
+    except RuntimeError as caused:
+        try:
+            try:
+                raise caused
+            except RuntimeError:
+                raise ValueError("Component to instantiate must represent a valid class")  # context only
+        except ValueError as outer:
+            assert unwrap_error(outer) is inner
+    a, b = RuntimeError("a"), RuntimeError("b")
+    a.__cause__, b.__cause__ = b, a
+    assert unwrap_error(a) is None

@@ -258,7 +258,7 @@ def test_aoti_package_built_once_is_used_by_a_new_process(tmp_path) -> None:
 def test_volseg_optimize_writes_the_artifact_predict_finds(backend: str, tmp_path, capsys) -> None:
     if backend == "openvino":
         pytest.importorskip("openvino", reason="optional backend: pip install openvino")
-    from tests.inference.conftest import make_bundle
+    from tests.conftest import make_bundle
     from volseg.cli import main
     from volseg.inference.backends import bundle_cache_dir, window_shape
     from volseg.inference.predictor import Predictor
@@ -336,3 +336,19 @@ def test_benchmark_quick_mode_runs() -> None:
     res = mod.main(["--quick"])
     assert res["agreement"] >= 0.9999
     assert res["plain_s"] > 0 and res["volseg_s"] > 0
+
+
+def test_cli_choices_are_the_librarys() -> None:
+    """The CLI spells its choices out (so ``--help`` needs no torch); they must be the library's own."""
+    from volseg.cli import build_parser
+    from volseg.inference import backends, batch
+
+    def choices(command: str, option: str) -> tuple:
+        sub = next(a for a in build_parser()._subparsers._group_actions if a.dest == "command").choices[command]
+        return tuple(next(a for a in sub._actions if option in a.option_strings).choices)
+
+    assert choices("predict", "--backend") == backends.BACKENDS
+    assert choices("predict", "--precision") == backends.PRECISIONS
+    assert choices("predict", "--format") == batch.FORMATS
+    assert choices("predict", "--save-probabilities") == batch.PROB_FORMATS
+    assert choices("optimize", "--backend") == ("auto", *backends.ARTIFACT_BACKENDS)  # auto: the first installed

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.inference.conftest import expected_labels
+from tests.conftest import expected_labels
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.inference.conftest import THRESHOLDS, expected_labels
+from tests.conftest import THRESHOLDS, expected_labels
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = ("ct_unet3d", "ct_deeplab3d", "mri_unet3d")

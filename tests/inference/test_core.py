@@ -30,3 +30,22 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA device"):
             resolve_device("cuda")
+    with pytest.raises(ConfigError, match="invalid device"):
+        resolve_device("gpu0")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    assert resolve_device("CPU").type == "cpu"
+
+
+def test_one_resolve_device(monkeypatch):
+    """The training bundles' ``volseg.training.resolve_device`` is the inference one; under torchrun
+    ``auto`` picks this rank's GPU."""
+    import volseg.inference
+    import volseg.training
+    from volseg.inference.core import resolve_device
+
+    assert volseg.training.resolve_device is volseg.inference.resolve_device is resolve_device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert resolve_device("auto") == torch.device("cuda:1")
+    monkeypatch.delenv("LOCAL_RANK")
+    assert resolve_device(None) == torch.device("cuda")

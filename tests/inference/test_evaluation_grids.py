@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
+
+from tests.conftest import write_nifti
 
 SPACING = (0.8, 2.0, 3.5)  # mm along index axes i, j, k
 SHAPE = (48, 30, 22)
@@ -46,11 +47,7 @@ def _save(path: Path, arr: np.ndarray, direction: np.ndarray) -> Path:
     aff = np.eye(4)
     aff[:3, :3] = direction @ np.diag(SPACING)
     aff[:3, 3] = (12.5, -40.25, 7.75)
-    img = nib.Nifti1Image(arr, aff)
-    img.set_qform(aff, code=1)
-    img.set_sform(aff, code=1)
-    nib.save(img, str(path))
-    return path
+    return write_nifti(path, arr, aff, dtype=None)
 
 
 def _sitk_metrics(pred_file: Path, ref_file: Path, label: int) -> dict:

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.inference.conftest import THRESHOLDS, expected_labels, make_bundle
+from tests.conftest import THRESHOLDS, expected_labels, make_bundle, write_nifti
 
 PIXDIM = (1.7, 2.5, 2.7)  # model grid (RAS mm); source/model spacing ratios have odd denominators: few exact ties
 SHAPE = (40, 36, 24)
@@ -51,12 +51,7 @@ def _source(tmp: Path, direction: np.ndarray) -> Path:
     ph = make_phantom(shape=SHAPE, spacing=SPACING, direction=direction, origin=(3.7, -11.3, 5.9), seed=5,
                       n_lesions=1)
     aff = np.asarray(ph.affine, dtype=np.float64)
-    img = nib.Nifti1Image(np.rint(ph.image[0].numpy()).astype(np.int16), aff)
-    img.set_qform(aff, code=1)
-    img.set_sform(aff, code=1)
-    path = tmp / "src.nii.gz"
-    nib.save(img, str(path))
-    return path
+    return write_nifti(tmp / "src.nii.gz", np.rint(ph.image[0].numpy()), aff)
 
 
 def _bundle(root: Path, diagonal: bool, labels: bool) -> Path:

@@ -11,28 +11,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.conftest import require_tool
-from tests.inference.conftest import SHAPE, expected_labels, make_bundle, sitk_world_points, world_points
+from tests.conftest import SHAPE, expected_labels, make_bundle, require_tool, write_nifti
+from tests.inference.conftest import NON_RAS, sitk_world_points, world_points
 
 # a non-RAS orientation: index axes (i, j, k) point to (-y, +x, -z) i.e. "PRI", with an oblique origin
-NON_RAS = np.array([[0.0, 7.0, 0.0, -80.0],
-                    [-6.0, 0.0, 0.0, 95.0],
-                    [0.0, 0.0, -9.0, 40.0],
-                    [0.0, 0.0, 0.0, 1.0]])
-
-
-def _nifti(path: Path, hu: np.ndarray, affine: np.ndarray) -> Path:
-    img = nib.Nifti1Image(hu.astype(np.int16), affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    nib.save(img, str(path))
-    return path
-
-
 @pytest.fixture(scope="module")
 def nonras_ct(phantom, tmp_path_factory) -> Path:
     hu = np.rint(phantom.image[0].numpy())
-    return _nifti(tmp_path_factory.mktemp("ct") / "oblique_ct.nii.gz", hu, NON_RAS)
+    return write_nifti(tmp_path_factory.mktemp("ct") / "oblique_ct.nii.gz", hu, NON_RAS)
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +156,7 @@ def test_folder_and_dataset_json_inputs(bundle3d, phantom, tmp_path):
     data = tmp_path / "data"
     (data / "imagesTs").mkdir(parents=True)
     for name, aff in (("a", NON_RAS), ("b", np.diag([-5.0, 5.0, 8.0, 1.0]))):
-        _nifti(data / "imagesTs" / f"{name}.nii.gz", hu, aff)
+        write_nifti(data / "imagesTs" / f"{name}.nii.gz", hu, aff)
     (data / "dataset.json").write_text(json.dumps({"test": ["imagesTs/a.nii.gz", "./imagesTs/b.nii.gz"]}))
     res = volseg.predict(data / "imagesTs", tmp_path / "out1", model=bundle3d, backend="eager", progress=False)
     assert sorted(res) == ["a", "b"]
@@ -204,7 +190,7 @@ def test_cli_batch_with_corrupt_case(bundle3d, phantom, tmp_path):
     data = tmp_path / "in"
     data.mkdir()
     for name in ("good1", "good2"):
-        _nifti(data / f"{name}.nii.gz", hu, NON_RAS)
+        write_nifti(data / f"{name}.nii.gz", hu, NON_RAS)
     (data / "broken.nii.gz").write_bytes(b"\x1f\x8b not really a gzip file")
     out = tmp_path / "out"
     res = _cli("predict", "-i", str(data), "-o", str(out), "-m", str(bundle3d), "--backend", "eager", "--quiet")

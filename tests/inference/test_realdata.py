@@ -9,8 +9,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.conftest import require_tool
-from tests.inference.conftest import expected_labels, sitk_world_points, world_points
+from tests.conftest import expected_labels, require_tool
+from tests.inference.conftest import sitk_world_points, world_points
 
 pytestmark = pytest.mark.realdata
 

@@ -107,3 +107,21 @@ def test_slabs_are_a_few_slices_whatever_the_length():
     spec = WindowSpec((16, 16, 16), sw_batch_size=2, overlap=0.25)
     widths = [b - a for a, b, _ in blend_slabs(x, torch.nn.Conv3d(1, 2, 1), spec)]
     assert sum(widths) == 200 and max(widths) <= plan_windows((32, 32, 200), (16, 16, 16), 0.25, 2)[1] <= 28
+
+
+def test_scan_interval_is_monais() -> None:
+    """volseg.inference.sliding.scan_interval re-states MONAI's private ``_get_scan_interval`` (the window
+    step) instead of importing it; pinned here on a grid of sizes, windows and overlaps (3D and 2D), so
+    a MONAI change of the step (or of the private name) fails this test rather than shifting windows."""
+    import itertools
+
+    from monai.inferers.utils import _get_scan_interval
+
+    from volseg.inference.sliding import scan_interval
+
+    sizes, rois = (1, 7, 16, 17, 96, 97, 250), (1, 7, 16, 96, 128)
+    overlaps = (0.0, 0.1, 0.25, 1 / 3, 0.5, 0.625, 0.75, 0.9, 0.99)
+    for s, r, o in itertools.product(sizes, rois, overlaps):
+        assert scan_interval((s,), (r,), (o,)) == _get_scan_interval((s,), (r,), 1, (o,)), (s, r, o)
+    for shape, roi, ov in [((40, 33, 29), (16, 33, 8), (0.5, 0.25, 0.6)), ((64, 64), (64, 32), (0.3, 0.7))]:
+        assert scan_interval(shape, roi, ov) == _get_scan_interval(shape, roi, len(shape), ov)

@@ -16,9 +16,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.conftest import require_tool
-from tests.inference.conftest import THRESHOLDS
-from tests.inference.test_predict import NON_RAS, _nifti
+from tests.conftest import THRESHOLDS, require_tool, write_nifti
+from tests.inference.conftest import NON_RAS
 
 pytestmark = pytest.mark.tools
 
@@ -46,7 +45,7 @@ def scan_and_mask(bundle3d, phantom, tmp_path_factory):
     import volseg
 
     work = tmp_path_factory.mktemp("viewer")
-    scan = _nifti(work / "ct.nii.gz", np.rint(phantom.image[0].numpy()), NON_RAS)
+    scan = write_nifti(work / "ct.nii.gz", np.rint(phantom.image[0].numpy()), NON_RAS)
     mask = work / "mask.nii.gz"
     volseg.predict(scan, mask, model=bundle3d, backend="eager", progress=False)
     m = nib.load(str(mask))

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.io.conftest import sitk_write_series
+from tests.conftest import sitk_write_series
 from volseg.cli import main
 
 

@@ -9,8 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from tests.conftest import require_tool
-from tests.io.conftest import sitk_write_series
+from tests.conftest import require_tool, sitk_write_series
 from volseg.errors import InputError
 from volseg.io import load_volume, write_dicom_series
 

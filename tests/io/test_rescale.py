@@ -15,8 +15,7 @@ import pydicom
 import pytest
 from pydicom.pixels import apply_modality_lut
 
-from tests.conftest import require_tool
-from tests.io.conftest import sitk_write_series
+from tests.conftest import require_tool, sitk_write_series
 from volseg.io import load_volume, write_dicom_series
 
 # one rescale for the whole series, and one per slice (slice k of 6)

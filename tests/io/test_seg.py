@@ -8,7 +8,7 @@ import pydicom
 import pytest
 
 from tests.conftest import require_tool
-from volseg.data import make_phantom
+from volseg.data import PHANTOM_LABELS, make_phantom
 from volseg.errors import InputError
 from volseg.io import load_volume, write_dicom_seg, write_dicom_series
 
@@ -24,7 +24,7 @@ def test_seg_content(tmp_path, phantom_series):
     import highdicom as hd
 
     ph, ref = phantom_series
-    out = write_dicom_seg(ph.label, ref, tmp_path / "mask.seg.dcm")
+    out = write_dicom_seg(ph.label, ref, tmp_path / "mask.seg.dcm", labels=PHANTOM_LABELS)
     seg = hd.seg.segread(str(out))
     assert [s.SegmentLabel for s in seg.SegmentSequence] == ["lung", "lesion"]
     assert seg.SegmentSequence[0].SegmentAlgorithmName == "volseg"
@@ -37,6 +37,17 @@ def test_seg_content(tmp_path, phantom_series):
     sop = [pydicom.dcmread(f).SOPInstanceUID for f in ref.meta["dicom_files"]]
     arr = seg.get_pixels_by_source_instance(sop, combine_segments=True, skip_overlap_checks=True)
     np.testing.assert_array_equal(np.transpose(arr, (2, 1, 0)), ph.label[0].numpy())
+
+
+def test_seg_labels_default_to_the_values_in_the_mask(tmp_path, phantom_series):
+    """Without ``labels`` every value in the mask is a segment named after it (not the phantom's names)."""
+    import highdicom as hd
+
+    ph, ref = phantom_series
+    mask = ph.label.clone()
+    mask[0, 3:6, 3:6, 2:4] = 5
+    seg = hd.seg.segread(str(write_dicom_seg(mask, ref, tmp_path / "m.seg.dcm")))
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["label 1", "label 5"]
 
 
 @pytest.mark.tools

@@ -5,9 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from volseg.networks import create_network, load_network_preset
+from volseg.networks import create_network
 from volseg.networks.deeplab import ASPP
-from volseg.networks.registry import list_networks
 
 
 def test_unet_classic_parameter_count_matches_reference() -> None:
@@ -114,20 +113,3 @@ def test_fcn_fuses_three_scales() -> None:
     assert {"score_fr", "score_pool4", "score_pool3"} <= {n for n, _ in net.named_children()}
     y = net(torch.randn(1, 1, 40, 36))
     assert y.shape == (1, 2, 40, 36)
-
-
-def test_every_preset_builds() -> None:
-    from pathlib import Path
-
-    presets = sorted(Path(__file__).resolve().parents[2].joinpath("configs", "networks").glob("*.yaml"))
-    assert len(presets) >= len(list_networks())
-    for p in presets:
-        net = load_network_preset(p.stem)
-        assert sum(q.numel() for q in net.parameters()) > 0
-
-
-def test_unknown_preset_lists_presets() -> None:
-    from volseg.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="presets: .*unet"):
-        load_network_preset("nope")

@@ -17,7 +17,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 import pytest
 
-from tests.io.conftest import sitk_write_series, small_volume  # noqa: F401 - fixture used here too
+from tests.conftest import sitk_write_series
 
 # `python -m volseg` that writes its own peak RSS (VmHWM, reset at exec; ru_maxrss of a forked child
 # starts at the parent's size) to $VOLSEG_TEST_HWM when it exits

@@ -52,7 +52,7 @@ def test_nan_to_replaces_with_one_warning(tmp_path):
 
 def test_info_warns_once_per_bad_slice(tmp_path, small_volume):
     """A series folder with a stray non-DICOM file: `info` prints the skip warning once (it scanned twice)."""
-    from tests.io.conftest import sitk_write_series
+    from tests.conftest import sitk_write_series
 
     d = tmp_path / "series"
     sitk_write_series(small_volume, d, (0.7, 0.8, 2.5), (0, 0, 0), np.eye(3))

@@ -88,7 +88,7 @@ def test_unknown_suffix_refused(tmp_path, scan):
 
 
 def test_output_inside_input_series_refused(tmp_path, small_volume):
-    from tests.io.conftest import sitk_write_series
+    from tests.conftest import sitk_write_series
 
     d = tmp_path / "series"
     sitk_write_series(small_volume, d, (0.7, 0.8, 2.5), (0, 0, 0), np.eye(3))

@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.inference.conftest import bundle3d, expected_labels, make_bundle, phantom  # noqa: F401 - fixtures
+from tests.conftest import expected_labels, make_bundle, write_nifti
 from tests.robustness.conftest import leftovers, run_volseg, unprivileged
 
 CAP_MB = 8192  # torch reserves address space generously
@@ -26,11 +26,7 @@ CAP_MB = 8192  # torch reserves address space generously
 def ct(phantom, tmp_path_factory) -> Path:  # noqa: F811
     path = tmp_path_factory.mktemp("ct") / "ct.nii.gz"
     hu = np.rint(phantom.image[0].numpy()).astype(np.int16)
-    img = nib.Nifti1Image(hu, np.diag([6.0, 7.0, 9.0, 1.0]))
-    img.set_qform(img.affine, code=1)
-    img.set_sform(img.affine, code=1)
-    nib.save(img, str(path))
-    return path
+    return write_nifti(path, hu, np.diag([6.0, 7.0, 9.0, 1.0]))
 
 
 @pytest.fixture

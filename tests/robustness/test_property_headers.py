@@ -173,7 +173,7 @@ DICOM_TAGS = {
 def dicom_slices(tmp_path_factory):
     import pydicom
 
-    from tests.io.conftest import sitk_write_series
+    from tests.conftest import sitk_write_series
 
     d = tmp_path_factory.mktemp("dicom_template")
     files = sitk_write_series(_volume(), d, (0.8, 0.9, 2.0), (10, -20, 30), np.eye(3))

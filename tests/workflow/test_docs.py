@@ -68,10 +68,10 @@ def _sandbox(tmp: Path) -> Path:
     import nibabel as nib
     import numpy as np
 
-    from tests.workflow.test_png_slices import AFFINE, _ct
+    from tests.workflow.conftest import AFFINE, ct_with_lung_and_tumour
 
     write_png_pairs(tmp / "my_pngs", n=20)
-    ct, lab = _ct()
+    ct, lab = ct_with_lung_and_tumour()
     nib.save(nib.Nifti1Image(ct.astype(np.int16), AFFINE), tmp / "my_scan.nii.gz")
     nib.save(nib.Nifti1Image(lab, AFFINE), tmp / "my_scan_label.nii.gz")
     (tmp / "bundles").symlink_to(REPO / "bundles")

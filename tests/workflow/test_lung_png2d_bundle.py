@@ -119,14 +119,14 @@ def test_bundle_inference_2d_model_on_3d_volume(tmp_path: Path) -> None:
     import numpy as np
     import torch
 
-    from tests.workflow.test_png_slices import AFFINE, _ct, _threshold_net
+    from tests.workflow.conftest import AFFINE, ct_with_lung_and_tumour, threshold_net_2d
 
-    ct, lab = _ct()
+    ct, lab = ct_with_lung_and_tumour()
     (tmp_path / "in").mkdir()
     nib.save(nib.Nifti1Image(ct, AFFINE), tmp_path / "in" / "chest.nii.gz")
     model_dir = tmp_path / "model"
     (model_dir / "models").mkdir(parents=True)
-    torch.save(_threshold_net().state_dict(), model_dir / "models" / "model.pt")
+    torch.save(threshold_net_2d().state_dict(), model_dir / "models" / "model.pt")
     net = tmp_path / "net.json"
     net.write_text(json.dumps({"network_def": {"_target_": "torch.nn.Conv2d", "in_channels": 1,
                                                "out_channels": 3, "kernel_size": 1}}))
@@ -145,13 +145,13 @@ def test_bundle_inference_on_png_writes_colour_png(tmp_path: Path) -> None:
     import torch
     from PIL import Image
 
-    from tests.workflow.test_png_slices import _threshold_net
+    from tests.workflow.conftest import threshold_net_2d
     from volseg.io.png import load_png_label
 
     img_dir, lab_dir = write_png_pairs(tmp_path / "pngs", n=2, size=32)
     model_dir = tmp_path / "model"
     (model_dir / "models").mkdir(parents=True)
-    torch.save(_threshold_net().state_dict(), model_dir / "models" / "model.pt")
+    torch.save(threshold_net_2d().state_dict(), model_dir / "models" / "model.pt")
     net = tmp_path / "net.json"
     net.write_text(json.dumps({"network_def": {"_target_": "torch.nn.Conv2d", "in_channels": 1,
                                                "out_channels": 3, "kernel_size": 1}}))

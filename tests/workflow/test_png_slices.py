@@ -9,15 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from tests.workflow.conftest import AFFINE, ct_with_lung_and_tumour, threshold_net_2d
 from volseg.data.png import pair_png_folders
 from volseg.data.png_slices import volume_to_png_slices, window_to_uint8
 from volseg.errors import ConfigError, InputError
 from volseg.inference import StreamingInferer
 from volseg.transforms.png2d import SliceIntensityd, png2d_transforms
-
-# voxel -> RAS: LPS-stored axes (x to patient left, y to posterior), anisotropic, shifted origin
-AFFINE = np.array([[-0.7, 0, 0, 120.0], [0, -0.8, 0, 95.0], [0, 0, 2.5, -40.0], [0, 0, 0, 1]])
-
 
 def _load_pair(pair: dict) -> dict:
     """A PNG pair through the 2D preset at its own size, unfiltered: ``(1, X, Y)`` image in [0, 1], label."""
@@ -28,35 +25,12 @@ def _load_pair(pair: dict) -> dict:
     return png2d_transforms("val", spatial_size=size, median_kernel=0)(pair)
 
 
-def _ct() -> tuple:
-    """Body -50 HU, lung -800 HU (label 2), tumour +300 HU (label 1): ``(X, Y, Z) = (40, 36, 7)``."""
-    x, y, z = np.meshgrid(np.arange(40), np.arange(36), np.arange(7), indexing="ij")
-    lung = ((x - 18) / 12.0) ** 2 + ((y - 17) / 10.0) ** 2 < 1
-    tumour = ((x - 22) ** 2 + (y - 14) ** 2 < 10) & (z >= 2) & (z <= 4)
-    ct = np.full(x.shape, -50.0, np.float32)
-    ct[lung] = -800.0
-    ct[tumour] = 300.0
-    lab = np.zeros(x.shape, np.uint8)
-    lab[lung] = 2
-    lab[tumour] = 1
-    return ct, lab
-
-
-def _threshold_net() -> torch.nn.Module:
-    """A fixed 2D 'model' on [0, 1] input: lung below 0.4, tumour above 0.8 (window -1000..400 HU)."""
-    net = torch.nn.Conv2d(1, 3, 1)
-    with torch.no_grad():
-        net.weight[:, 0, 0, 0] = torch.tensor([0.0, 20.0, -10.0])
-        net.bias[:] = torch.tensor([0.0, -16.0, 4.0])
-    return net.eval()
-
-
 def test_slices_round_trip_to_aligned_3d_mask(tmp_path: Path) -> None:
     import nibabel as nib
     import SimpleITK as sitk
     from monai.data import MetaTensor
 
-    ct, lab = _ct()
+    ct, lab = ct_with_lung_and_tumour()
     image = MetaTensor(torch.from_numpy(ct[None]), affine=torch.from_numpy(AFFINE),
                        meta={"filename_or_obj": "chest.nii.gz", "source_format": "nifti"})
     res = volume_to_png_slices(image, lab, tmp_path / "slices", window=(-1000, 400))
@@ -67,7 +41,7 @@ def test_slices_round_trip_to_aligned_3d_mask(tmp_path: Path) -> None:
     # the PNG pairs read back as the windowed slices and the labels (pixel (x, y) of slice k = voxel (x, y, k))
     pairs = pair_png_folders(res["images"], res["labels"])
     assert [p["name"] for p in pairs] == [f"chest_z{k:04d}" for k in range(7)]
-    net = _threshold_net()
+    net = threshold_net_2d()
     for k, pair in enumerate(pairs):
         d = _load_pair(pair)
         np.testing.assert_allclose(d["image"][0].numpy(), window_to_uint8(ct[:, :, k]) / 255.0, atol=1e-6)
@@ -98,7 +72,7 @@ def test_slices_round_trip_to_aligned_3d_mask(tmp_path: Path) -> None:
 
 
 def test_png_slices_options_and_errors(tmp_path: Path) -> None:
-    ct, lab = _ct()
+    ct, lab = ct_with_lung_and_tumour()
     res = volume_to_png_slices(ct, lab, tmp_path / "s", only_labelled=True, axis=2, label_map={1: 2, 2: 1})
     assert res["n_slices"] == 7
     d = _load_pair(pair_png_folders(res["images"], res["labels"])[3])
@@ -121,7 +95,7 @@ def test_png_slices_from_files_keep_nibabel_geometry(tmp_path: Path) -> None:
 
     if not hasattr(volseg.io, "load_volume"):
         pytest.skip("volseg.io.load_volume not written yet (engineer A)")
-    ct, lab = _ct()
+    ct, lab = ct_with_lung_and_tumour()
     nib.save(nib.Nifti1Image(ct.astype(np.int16), AFFINE), tmp_path / "scan.nii.gz")
     nib.save(nib.Nifti1Image(lab, AFFINE), tmp_path / "scan_label.nii.gz")
     res = volume_to_png_slices(tmp_path / "scan.nii.gz", tmp_path / "scan_label.nii.gz", tmp_path / "out")

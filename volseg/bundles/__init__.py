@@ -3,3 +3,15 @@
 Sub-modules are imported on use so ``import volseg.bundles`` stays light.
 """
 from __future__ import annotations
+
+from volseg._lazy import lazy_getattr
+
+_LAZY = {
+    "find_bundle": "volseg.bundles.shipped",
+    "list_bundles": "volseg.bundles.shipped",
+    "shipped_root": "volseg.bundles.shipped",
+}
+
+__all__ = list(_LAZY)
+
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
-from volseg.errors import ConfigError, InputError, VolsegError
+from volseg.errors import ConfigError, InputError, VolsegError, exception_chain
 
 PathLike = Union[str, "os.PathLike[str]"]
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
@@ -165,14 +165,9 @@ def _first_line(exc: BaseException) -> str:
 
 def unwrap_error(exc: BaseException) -> Optional[VolsegError]:
     """The ``VolsegError`` inside MONAI's wrapping ``RuntimeError``s (``applying transform ...``,
-    ``Component to instantiate must ...``), if any."""
-    seen = 0
-    while exc is not None and seen < 20:
-        if isinstance(exc, VolsegError):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return None
+    ``Component to instantiate must ...``), if any. volseg's one home for this: every caller that
+    runs MONAI code (bundle parser, transforms, engine, training) unwraps through it."""
+    return next((e for e in exception_chain(exc) if isinstance(e, VolsegError)), None)
 
 
 def build(parser: Any, item: str, where: PathLike) -> Any:
@@ -185,9 +180,7 @@ def build(parser: Any, item: str, where: PathLike) -> Any:
         inner = unwrap_error(exc)
         if inner is not None:
             raise inner from None
-        root = exc
-        while root.__cause__ is not None or root.__context__ is not None:
-            root = root.__cause__ or root.__context__
+        root = list(exception_chain(exc))[-1]
         raise ConfigError(f"cannot build {item!r}: {_first_line(root)}", where) from None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from volseg.commands.info import add_nan_to
+from volseg.commands._options import add_nan_to
 
 HELP = "convert DICOM/NIfTI/NRRD/MHA to .nii/.nii.gz/.nrrd/.mha, or to PNG slices"
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from volseg.commands._options import add_nan_to
+
 HELP = "show an image's geometry, modality, series and intensity range"
 
 
@@ -14,12 +16,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resample", action="store_true",
                         help="resample DICOM series with missing slices, uneven spacing or gantry tilt onto a uniform orthogonal grid")
     add_nan_to(parser)
-
-
-def add_nan_to(parser: argparse.ArgumentParser) -> None:
-    """``--nan-to VALUE``: the non-finite voxel policy of :func:`volseg.io.load_volume` (default: refuse)."""
-    parser.add_argument("--nan-to", type=float, default=None, metavar="VALUE",
-                        help="replace NaN/Inf voxels by VALUE (with a warning); default: refuse such images")
 
 
 def run(args: argparse.Namespace) -> int:

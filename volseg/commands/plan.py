@@ -15,20 +15,20 @@ from __future__ import annotations
 
 import argparse
 
+from volseg.commands._options import ValueThenOverrides
+
 HELP = "plan bundle settings (spacing, window, batch, intensity normalisation) from a dataset's fingerprint"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from volseg.commands.train import _ValueThenOverrides
-
-    parser.add_argument("dataset", nargs="+", action=_ValueThenOverrides, metavar="DATASET [key=value ...]",
+    parser.add_argument("dataset", nargs="+", action=ValueThenOverrides, metavar="DATASET [key=value ...]",
                         help="dataset folder (MSD dataset.json or imagesTr/labelsTr), then bundle keys the "
                              "training run will use, e.g. channels=[8,16,32] (the window is sized for that network)")
-    parser.add_argument("-o", "--output", required=True, nargs="+", action=_ValueThenOverrides, metavar="PLAN.json",
+    parser.add_argument("-o", "--output", required=True, nargs="+", action=ValueThenOverrides, metavar="PLAN.json",
                         help="plan file to write")
-    parser.add_argument("--bundle", default=None, nargs="+", action=_ValueThenOverrides, metavar="B",
+    parser.add_argument("--bundle", default=None, nargs="+", action=ValueThenOverrides, metavar="B",
                         help="bundle folder or name the plan is for (default: ct_unet3d for CT, else mri_unet3d)")
-    parser.add_argument("--memory-gb", default=None, nargs="+", action=_ValueThenOverrides, metavar="N",
+    parser.add_argument("--memory-gb", default=None, nargs="+", action=ValueThenOverrides, metavar="N",
                         help="training memory budget in GB for the window and batch (default: 8, nnU-Net's)")
     parser.add_argument("--trust-bundle", action="store_true",
                         help="build the bundle's network even if its config uses code outside volseg's safe "

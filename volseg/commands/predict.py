@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from volseg.commands._options import add_nan_to
+
 HELP = "segment volumes with a trained bundle: NIfTI masks / DICOM SEG on the source grid"
 
 
@@ -51,8 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "mean_uncertainty per label to --stats and a heat-map row to --overlay (implies --tta)")
     parser.add_argument("--keep-largest", action="store_true", help="keep the largest connected component per label")
     parser.add_argument("--series", default=None, metavar="UID", help="DICOM SeriesInstanceUID (or unique prefix)")
-    parser.add_argument("--nan-to", type=float, default=None, metavar="VALUE",
-                        help="replace NaN/Inf voxels by VALUE (e.g. -1000 for CT); default: refuse such scans")
+    add_nan_to(parser)
     parser.add_argument("--trust-bundle", action="store_true",
                         help="let the bundle run code outside volseg's safe subset (its own scripts/, arbitrary $ "
                              "expressions): only for bundles you trust; see docs/security.md")

@@ -14,42 +14,36 @@ from __future__ import annotations
 
 import argparse
 
+from volseg.commands._options import ValueThenOverrides
+
 HELP = "train a bundle (ct_unet3d, ct_deeplab3d, mri_unet3d, ...) on a dataset folder"
 
 
-class _ValueThenOverrides(argparse.Action):
-    """``--opt VALUE [key=value ...]``: the first value is the option's, the rest are overrides
-    (so ``key=value`` pairs may follow any option, which a plain ``nargs="*"`` positional cannot)."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, values[0])
-        namespace.overrides = list(getattr(namespace, "overrides", None) or []) + list(values[1:])
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bundle", nargs="+", action=_ValueThenOverrides, metavar="BUNDLE [key=value ...]",
+    parser.add_argument("bundle", nargs="+", action=ValueThenOverrides, metavar="BUNDLE [key=value ...]",
                         help="bundle folder, or the name of a bundle shipped with volseg (e.g. ct_unet3d), then "
                              "top-level bundle keys, values as JSON: max_epochs=5 roi_size=[64,64,64] device=cpu")
-    parser.add_argument("--dataset-dir", required=True, nargs="+", action=_ValueThenOverrides, metavar="DIR",
+    parser.add_argument("--dataset-dir", required=True, nargs="+", action=ValueThenOverrides, metavar="DIR",
                         help="dataset folder (MSD dataset.json or imagesTr/labelsTr; lung_png2d: images/ + "
                              "labels/ PNGs)")
-    parser.add_argument("--output-dir", default=None, nargs="+", action=_ValueThenOverrides, metavar="DIR",
-                        help="where models/ and logs/ go (default: the bundle folder)")
-    parser.add_argument("--recipe", default=None, nargs="+", action=_ValueThenOverrides, metavar="NAME",
+    parser.add_argument("--output-dir", default=None, nargs="+", action=ValueThenOverrides, metavar="DIR",
+                        help="where models/ and logs/ go (default: the bundle folder; runs/NAME for a bundle "
+                             "given by name)")
+    parser.add_argument("--recipe", default=None, nargs="+", action=ValueThenOverrides, metavar="NAME",
                         help="a named set of settings the bundle ships (configs/recipe_NAME.json), e.g. lung_png2d's "
                              "'seed' (the Keras tutorial's recipe); default: the bundle's own settings")
-    parser.add_argument("--multi-gpu", default="0", nargs="+", action=_ValueThenOverrides, metavar="N",
+    parser.add_argument("--multi-gpu", default="0", nargs="+", action=ValueThenOverrides, metavar="N",
                         help="train with N processes through torchrun and multi_gpu_train.json (DDP)")
     parser.add_argument("--trust-bundle", action="store_true",
                         help="run the bundle's configs even if they use code outside volseg's safe subset "
                              "(a bundle is code: see docs/security.md)")
-    parser.add_argument("--plan", default=None, nargs="+", action=_ValueThenOverrides, metavar="PLAN",
+    parser.add_argument("--plan", default=None, nargs="+", action=ValueThenOverrides, metavar="PLAN",
                         help="a plan from `volseg plan` (JSON of bundle keys: pixdim, roi_size, intensity, ...); "
                              "key=value overrides win over it")
-    parser.add_argument("--init-from", default=None, nargs="+", action=_ValueThenOverrides, metavar="MODEL",
+    parser.add_argument("--init-from", default=None, nargs="+", action=ValueThenOverrides, metavar="MODEL",
                         help="start from the weights of MODEL (bundle folder or model.pt, e.g. a model-zoo "
                              "bundle's) whose names and shapes match; the rest is newly initialised")
-    parser.add_argument("--freeze-encoder", default="0", nargs="+", action=_ValueThenOverrides, metavar="EPOCHS",
+    parser.add_argument("--freeze-encoder", default="0", nargs="+", action=ValueThenOverrides, metavar="EPOCHS",
                         help="with --init-from: keep the encoder (down path) fixed for the first EPOCHS epochs")
     parser.set_defaults(overrides=[])
 
@@ -75,9 +69,11 @@ def run(args: argparse.Namespace) -> int:
     bundle = Path(args.bundle)
     if not (bundle / "configs").is_dir():
         if bundle.name == args.bundle and "/" not in args.bundle:
-            from volseg.demo import find_bundle
+            from volseg.bundles.shipped import find_bundle
 
             bundle = find_bundle(args.bundle)
+            if args.output_dir is None:  # never into the installed package
+                args.output_dir = str(Path("runs") / args.bundle)
         else:
             raise ConfigError(f"not a bundle folder (no configs/): {bundle}")
     if not Path(args.dataset_dir).is_dir():

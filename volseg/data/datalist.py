@@ -1,4 +1,6 @@
-"""Training datalists from an MSD ``dataset.json`` or nnU-Net ``imagesTr/`` + ``labelsTr/`` folders."""
+"""The one reader of dataset layouts: MSD ``dataset.json`` (through MONAI's ``load_decathlon_datalist``)
+and nnU-Net ``imagesTr/`` + ``labelsTr/`` folders, for training (:func:`load_datalist`) and prediction
+(:func:`dataset_images`, :func:`dataset_source`)."""
 from __future__ import annotations
 
 import json
@@ -9,38 +11,78 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from volseg.errors import ConfigError, InputError
+from volseg.formats import LABEL_MAP_SUFFIXES, NIFTI_SUFFIXES, full_suffix
 
 PathLike = Union[str, "os.PathLike[str]"]
 Entry = Dict[str, Any]
-_NIFTI = re.compile(r"^(?P<case>.+?)(?:_(?P<ch>\d{4}))?\.(nii\.gz|nii|nrrd|mha|mhd)$")
+# nnU-Net file names: <case>[_<channel 0000>]<suffix>
+_NIFTI = re.compile(r"^(?P<case>.+?)(?:_(?P<ch>\d{4}))?(" + "|".join(re.escape(s) for s in LABEL_MAP_SUFFIXES) + ")$")
 
 
-def _resolve(base: Path, value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_resolve(base, v) for v in value]
-    p = Path(str(value))
-    return str(p if p.is_absolute() else (base / p).resolve())
+def _read_json(index: Path) -> Dict[str, Any]:
+    try:
+        spec = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read dataset.json ({exc})", index) from None
+    if not isinstance(spec, dict):
+        raise InputError("dataset.json must be a JSON object", index)
+    return spec
+
+
+def read_dataset_json(index: PathLike, key: str = "training", labelled: bool = True) -> List[Entry]:
+    """The ``key`` list (``"training"``, ``"validation"``, ``"test"``) of an MSD ``dataset.json`` as
+    ``[{"image": path or [paths], "label": ..., ...}]`` with paths made absolute against the file's
+    folder by MONAI's ``load_decathlon_datalist``; ``[]`` when the list is absent or empty.
+    ``labelled``: every entry needs a ``label``; ``test`` may list bare image paths (MSD). Entries
+    MONAI would fail on are one ``InputError`` naming the first bad one."""
+    from monai.data import load_decathlon_datalist
+
+    path = Path(index).expanduser().absolute()
+    items = _read_json(path).get(key)
+    if items is None or items == []:
+        return []
+    if not isinstance(items, list):
+        raise InputError(f"dataset.json '{key}' must be a list of entries", path)
+    needed = ("image", "label") if labelled else ("image",)
+    for i, it in enumerate(items):
+        bare = key == "test" and not labelled and isinstance(it, str) and isinstance(items[0], str)
+        if not bare and not (isinstance(it, dict) and all(isinstance(it.get(k), (str, list)) for k in needed)):
+            form = "{" + ", ".join(f'"{k}": ...' for k in needed) + "}"
+            raise InputError(f"{key}[{i}] must be {form}, got {it!r}", path)
+    return load_decathlon_datalist(path, is_segmentation=True, data_list_key=key)
 
 
 def _msd(base: Path) -> Tuple[List[Entry], Optional[List[Entry]]]:
     path = base / "dataset.json"
-    try:
-        spec = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read dataset.json ({exc})", path) from exc
-    if not isinstance(spec, dict) or not isinstance(spec.get("training"), list):
+    if not isinstance(_read_json(path).get("training"), list):
         raise InputError("dataset.json has no 'training' list of {\"image\", \"label\"} entries", path)
+    return read_dataset_json(path, "training"), (read_dataset_json(path, "validation") or None)
 
-    def fix(items: List[Any], what: str) -> List[Entry]:
-        out = []
-        for i, it in enumerate(items):
-            if not isinstance(it, dict) or "image" not in it or "label" not in it:
-                raise InputError(f"{what}[{i}] must be {{\"image\": ..., \"label\": ...}}, got {it!r}", path)
-            out.append({k: (_resolve(base, v) if k in ("image", "label") else v) for k, v in it.items()})
-        return out
 
-    val = spec.get("validation")
-    return fix(spec["training"], "training"), (fix(val, "validation") if isinstance(val, list) and val else None)
+def dataset_images(index: PathLike) -> List[str]:
+    """The images to predict that a ``dataset.json`` lists: its ``test`` images, else ``validation``,
+    else ``training`` (absolute paths; one file or series folder each)."""
+    path = Path(index)
+    for key in ("test", "validation", "training"):
+        entries = read_dataset_json(path, key, labelled=False)
+        if entries:
+            bad = [e["image"] for e in entries if not isinstance(e["image"], str)]
+            if bad:
+                raise InputError(f"dataset.json '{key}' has multi-channel images (lists of files): {bad[0]!r}; "
+                                 "predict takes one file or series per case", path)
+            return [e["image"] for e in entries]
+    raise InputError("dataset.json lists no images under 'test', 'validation' or 'training'", path)
+
+
+def dataset_source(path: PathLike) -> Path:
+    """Where the images of ``path`` are listed: a folder's ``dataset.json``, else its ``imagesTs/``,
+    else its ``imagesTr/``, else ``path`` itself (a file, a series or a folder of volumes)."""
+    p = Path(path)
+    if p.is_dir():
+        for candidate in (p / "dataset.json", p / "imagesTs", p / "imagesTr"):
+            if candidate.exists():
+                return candidate
+    return p
 
 
 def _nnunet(base: Path) -> List[Entry]:
@@ -86,7 +128,7 @@ def _header_problem(p: Path) -> Optional[str]:
     try:
         if p.is_dir():
             return None if any(f.is_file() for f in p.rglob("*")) else "empty folder"
-        if p.name.endswith((".nii", ".nii.gz")):
+        if full_suffix(p) in NIFTI_SUFFIXES:
             import nibabel as nib
 
             nib.load(str(p)).header.get_data_shape()
@@ -138,11 +180,7 @@ def dataset_metadata(dataset_dir: PathLike) -> Dict[str, Any]:
     path = Path(dataset_dir).expanduser() / "dataset.json"
     if not path.is_file():
         return {"modalities": {}, "labels": {}}
-    try:
-        spec = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read dataset.json ({exc})", path) from exc
-    spec = spec if isinstance(spec, dict) else {}
+    spec = _read_json(path)
     mods = spec.get("modality") or spec.get("channel_names") or {}
     modalities = {int(k): str(v) for k, v in mods.items() if str(k).isdigit()} if isinstance(mods, dict) else {}
     labels: Dict[int, str] = {}

@@ -21,6 +21,7 @@ import numpy as np
 
 from volseg._atomic import atomic_dir, check_not_input
 from volseg.errors import ConfigError, InputError
+from volseg.formats import case_name
 
 PathLike = Union[str, "os.PathLike[str]"]
 AXIS_LETTERS = {0: "x", 1: "y", 2: "z"}
@@ -32,12 +33,12 @@ def _as_volume(obj: Any, what: str) -> Tuple[np.ndarray, Optional[np.ndarray], s
     if isinstance(obj, (str, os.PathLike)):
         from volseg.io import load_volume
 
-        name = Path(obj).name
+        name = os.fspath(obj)
         obj = load_volume(obj)
     affine = getattr(obj, "affine", None)
     meta = getattr(obj, "meta", {}) or {}
     if meta.get("filename_or_obj"):
-        name = Path(str(meta["filename_or_obj"]).rstrip("/")).name
+        name = str(meta["filename_or_obj"])
     arr = obj.detach().cpu().numpy() if hasattr(obj, "detach") else np.asarray(obj)
     if arr.ndim == 4 and arr.shape[0] == 1:
         arr = arr[0]
@@ -45,13 +46,6 @@ def _as_volume(obj: Any, what: str) -> Tuple[np.ndarray, Optional[np.ndarray], s
         raise InputError(f"{what} must be a 3D volume (X, Y, Z) or (1, X, Y, Z), got shape {arr.shape}")
     aff = None if affine is None else np.asarray(affine, dtype=np.float64)
     return arr, aff, name
-
-
-def _case_name(name: str) -> str:
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm", ".png"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name or "case"
 
 
 def window_to_uint8(arr: np.ndarray, window: Sequence[float] = (-1000.0, 400.0)) -> np.ndarray:
@@ -113,7 +107,7 @@ def volume_to_png_slices(
         if missing:
             raise ConfigError(f"label values {missing} have no palette colour (palette classes: {sorted(pal)}); "
                               "extend the palette or pass label_map")
-    case = case or _case_name(name)
+    case = case or case_name(name)
     gray = window_to_uint8(img, window)
     letter = AXIS_LETTERS[axis]
     index = []

@@ -17,12 +17,12 @@ import torch
 
 from volseg._atomic import atomic_group, atomic_path, check_not_input, validate_output
 from volseg.errors import ConfigError, InputError, VolsegError
+from volseg.formats import MASK_SUFFIXES, NIFTI_SUFFIXES
 from volseg.inference.cases import Case, dist_rank, find_cases, shard
 from volseg.inference.predictor import Predictor
 
 FORMATS = ("auto", "nifti", "png", "dicom-seg", "both")
 PROB_FORMATS = ("uint8", "float32")
-MASK_SUFFIXES = (".nii.gz", ".nii", ".seg.dcm", ".dcm", ".png")
 
 
 def _outputs(name: str, output: Path, single_file: bool) -> Dict[str, Path]:
@@ -32,7 +32,7 @@ def _outputs(name: str, output: Path, single_file: bool) -> Dict[str, Path]:
         base, folder = output.name[:-cut], output.parent
     else:
         base, folder = name, output
-    mask = output if single_file and lower.endswith((".nii.gz", ".nii")) else folder / f"{base}.nii.gz"
+    mask = output if single_file and lower.endswith(NIFTI_SUFFIXES) else folder / f"{base}.nii.gz"
     seg = output if single_file and lower.endswith(".dcm") else folder / f"{base}.seg.dcm"
     png = output if single_file and lower.endswith(".png") else folder / f"{base}.png"
     return {"mask": mask, "seg": seg, "png": png, "prob": folder / f"{base}_prob.nii.gz",
@@ -46,19 +46,19 @@ def save_probabilities(probs: Any, affine: Any, path: Path, fmt: str = "uint8") 
     scl_slope 1/255) or float32 (NIfTI-1 has no float16). Also writes 0..1 uncertainty maps."""
     import nibabel as nib
 
+    from volseg.io.writers import nifti_image
+
     arr = np.moveaxis(torch.as_tensor(probs).float().numpy(), 0, -1)
     if arr.shape[-1] == 1:
         arr = arr[..., 0]
     aff = np.asarray(torch.as_tensor(affine).double().numpy())
     if fmt == "uint8":
-        img = nib.Nifti1Image(np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8), aff)
+        img = nifti_image(np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8), aff)
         img.header.set_slope_inter(1.0 / 255.0, 0.0)
     elif fmt == "float32":
-        img = nib.Nifti1Image(arr.astype(np.float32), aff)
+        img = nifti_image(arr.astype(np.float32), aff)
     else:
         raise ConfigError(f"unknown probability format {fmt!r}; choose one of {', '.join(PROB_FORMATS)}")
-    img.set_qform(aff, code=1)
-    img.set_sform(aff, code=1)
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
     return path

@@ -1,15 +1,14 @@
 """Turn a prediction input (file, DICOM folder, folder of volumes, dataset.json) into cases, and shard them."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from volseg.errors import InputError
+from volseg.formats import VOLUME_SUFFIXES, case_name
 
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm", ".png")
 
 
 @dataclass
@@ -18,18 +17,6 @@ class Case:
 
     name: str
     source: Any
-
-
-def case_name(path: Any) -> str:
-    """``ct.nii.gz`` -> ``ct``; a DICOM folder -> the folder's name."""
-    p = Path(path)
-    if p.is_dir():
-        return p.name
-    name = p.name
-    for s in VOLUME_SUFFIXES:
-        if name.lower().endswith(s):
-            return name[: -len(s)]
-    return p.stem
 
 
 def _suffix_ok(p: Path) -> bool:
@@ -43,23 +30,9 @@ def _is_dicom_dir(p: Path) -> bool:
 
 
 def _from_datalist(path: Path) -> List[Case]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read dataset.json: {exc}", path) from None
-    if not isinstance(data, dict):
-        raise InputError("dataset.json must be a JSON object", path)
-    items = data.get("test") or data.get("validation") or data.get("training") or []
-    cases = []
-    for item in items:
-        rel = item.get("image") if isinstance(item, dict) else item
-        if not isinstance(rel, str):
-            raise InputError(f"dataset.json entry without an image path: {item!r}", path)
-        img = Path(rel) if os.path.isabs(rel) else (path.parent / rel)
-        cases.append(Case(case_name(img), img))
-    if not cases:
-        raise InputError("dataset.json lists no images under 'test', 'validation' or 'training'", path)
-    return cases
+    from volseg.data.datalist import dataset_images
+
+    return [Case(case_name(img), Path(img)) for img in dataset_images(path)]
 
 
 def find_cases(inputs: Any) -> List[Case]:

@@ -1,7 +1,9 @@
-"""Small pieces every inference path shares: device resolution and mirrored test-time augmentation."""
+"""Small pieces every inference path shares: device resolution (also the training bundles') and mirrored
+test-time augmentation."""
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Callable, Union
 
 import torch
@@ -10,14 +12,26 @@ DeviceLike = Union[str, torch.device, None]
 
 
 def resolve_device(device: DeviceLike = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available else CPU; ``"cuda"`` without a GPU raises ConfigError."""
+    """The one device resolver of volseg (inference and the training bundles' ``volseg.training.resolve_device``).
+
+    ``"auto"`` (or ``None``) -> CUDA when available, else CPU; under torchrun (``LOCAL_RANK`` set)
+    this rank's ``cuda:LOCAL_RANK``. Any torch device string or ``torch.device`` passes, case
+    insensitive. Raises ``ConfigError`` for an unknown name or CUDA without a CUDA device.
+    """
     from volseg.errors import ConfigError
 
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    name = str(device if device is not None else "auto").strip().lower()
+    if name == "auto":
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        rank = os.environ.get("LOCAL_RANK")
+        return torch.device("cuda" if rank is None else f"cuda:{int(rank)}")
+    try:
+        dev = device if isinstance(device, torch.device) else torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"invalid device {device!r}; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda requested but no CUDA device is available")
+        raise ConfigError(f"device {str(device)!r} requested but no CUDA device is available")
     return dev
 
 

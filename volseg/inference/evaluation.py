@@ -1,16 +1,16 @@
 """Compare predicted masks with reference masks: per case and label Dice, HD95 and mean surface distance (mm)."""
 from __future__ import annotations
 
-import csv
-import io
 import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from volseg._atomic import atomic_path, check_not_input
+from volseg._atomic import check_not_input
 from volseg.errors import InputError
+from volseg.formats import LABEL_MAP_SUFFIXES, case_name
+from volseg.io.tables import write_csv
 
 METRICS = ("dice", "hd95_mm", "msd_mm")
 
@@ -19,10 +19,12 @@ def evaluate_case(pred: Any, ref: Any, labels: Optional[Sequence[int]] = None,
                   spacing: Optional[Sequence[float]] = None) -> List[Dict[str, Any]]:
     """Rows ``{label, dice, hd95_mm, msd_mm, pred_voxels, ref_voxels}`` for label maps ``(X, Y, Z)``
     on the same grid; ``spacing`` mm per axis (default: from ``ref.affine``, else 1). Both empty:
-    Dice 1 and distances 0; one empty: Dice 0 and distances inf. MONAI metrics; the mean surface
-    distance is symmetric."""
+    Dice 1 and distances 0; one empty: Dice 0 and distances inf. MONAI metrics
+    (:func:`volseg.metrics.dice_per_label`); the mean surface distance is symmetric."""
     import torch
-    from monai.metrics import compute_average_surface_distance, compute_dice, compute_hausdorff_distance
+    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
+
+    from volseg.metrics import dice_per_label
 
     def arr(x: Any) -> np.ndarray:
         a = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
@@ -37,18 +39,19 @@ def evaluate_case(pred: Any, ref: Any, labels: Optional[Sequence[int]] = None,
     spacing = [float(s) for s in spacing]
     if labels is None:
         labels = sorted({int(v) for v in np.unique(r) if v != 0} | {int(v) for v in np.unique(p) if v != 0})
+    dice = dice_per_label(p, r, labels, empty=1.0)
     rows = []
     for lab in labels:
         pb, rb = p == lab, r == lab
-        row: Dict[str, Any] = {"label": int(lab), "pred_voxels": int(pb.sum()), "ref_voxels": int(rb.sum())}
+        row: Dict[str, Any] = {"label": int(lab), "pred_voxels": int(pb.sum()), "ref_voxels": int(rb.sum()),
+                               "dice": dice[int(lab)]}
         if not pb.any() and not rb.any():
-            row.update(dice=1.0, hd95_mm=0.0, msd_mm=0.0)
+            row.update(hd95_mm=0.0, msd_mm=0.0)
         elif not pb.any() or not rb.any():
-            row.update(dice=0.0, hd95_mm=math.inf, msd_mm=math.inf)
+            row.update(hd95_mm=math.inf, msd_mm=math.inf)
         else:
             tp = torch.from_numpy(pb[None, None].astype(np.float32))
             tr = torch.from_numpy(rb[None, None].astype(np.float32))
-            row["dice"] = float(compute_dice(tp, tr, include_background=True)[0, 0])
             row["hd95_mm"] = float(compute_hausdorff_distance(tp, tr, include_background=True, percentile=95,
                                                               spacing=spacing)[0, 0])
             row["msd_mm"] = float(compute_average_surface_distance(tp, tr, include_background=True, symmetric=True,
@@ -58,15 +61,13 @@ def evaluate_case(pred: Any, ref: Any, labels: Optional[Sequence[int]] = None,
 
 
 def _pairs(pred: Path, ref: Path) -> List[Tuple[str, Path, Path]]:
-    from volseg.inference.cases import case_name
-
     if pred.is_file() and ref.is_file():
         return [(case_name(ref), pred, ref)]
     if pred.is_dir() and ref.is_dir():
         def listing(folder: Path) -> Dict[str, Path]:
             out = {}
             for f in sorted(folder.iterdir()):
-                if f.is_file() and f.name.lower().endswith((".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")) \
+                if f.is_file() and f.name.lower().endswith(LABEL_MAP_SUFFIXES) \
                         and not f.name.lower().endswith(("_prob.nii.gz",)):
                     out[case_name(f)] = f
             return out
@@ -101,17 +102,6 @@ def summarize(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return out
 
 
-def _csv_text(rows: Sequence[Dict[str, Any]]) -> str:
-    fields: List[str] = []
-    for r in rows:
-        fields += [k for k in r if k not in fields]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields)
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
-
-
 def evaluate(pred: Any, ref: Any, output: Any = None, labels: Optional[Sequence[int]] = None,
              tol_mm: float = 1e-3) -> Dict[str, Any]:
     """Evaluate mask file/folder ``pred`` against ``ref`` (folders matched by case name). Grids must
@@ -140,10 +130,8 @@ def evaluate(pred: Any, ref: Any, output: Any = None, labels: Optional[Sequence[
         if out.suffix.lower() != ".csv":
             out = out / "evaluation.csv"
         check_not_input(out, [pred, ref])
-        with atomic_path(out) as tmp:
-            tmp.write_text(_csv_text(rows))
-        with atomic_path(out.with_name(f"{out.stem}_summary.csv")) as tmp:
-            tmp.write_text(_csv_text(summary))
+        write_csv(rows, out)
+        write_csv(summary, out.with_name(f"{out.stem}_summary.csv"))
     dice = [r["dice"] for r in rows]
     return {"cases": rows, "summary": summary, "mean_dice": float(np.mean(dice)) if dice else math.nan}
 

@@ -1,8 +1,6 @@
 """Results people look at: per-label statistics (voxels, mL, mean intensity) and a PNG overlay montage."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -10,6 +8,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from volseg._atomic import atomic_path
+from volseg.io.tables import write_csv
 
 PathLike = Any
 COLOURS = ["#ff3030", "#30c0ff", "#ffd000", "#30ff60", "#ff60ff", "#ff9020", "#a070ff", "#ffffff"]
@@ -55,13 +54,7 @@ def write_stats(rows: Sequence[Mapping[str, Any]], csv_path: PathLike, json_path
     fields = ["case", "label", "name", "voxels", "volume_ml", "mean_intensity", "intensity_unit"]
     if any("mean_uncertainty" in r for r in rows):
         fields.append("mean_uncertainty")
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields)
-    w.writeheader()
-    for r in rows:
-        w.writerow({"case": case, **r})
-    with atomic_path(csv_path) as tmp:
-        tmp.write_text(buf.getvalue())
+    write_csv([{"case": case, **r} for r in rows], csv_path, fields=fields)
     with atomic_path(json_path) as tmp:
         tmp.write_text(json.dumps({"case": case, "labels": list(rows)}, indent=2))
 

@@ -141,7 +141,8 @@ def _freeze(v: Any) -> Any:
 
 def scan_interval(image_size: Sequence[int], roi: Sequence[int], overlap: Sequence[float]) -> Tuple[int, ...]:
     """MONAI's window step per axis: the whole axis when the window spans it, else
-    ``int(roi * (1 - overlap))`` (at least 1)."""
+    ``int(roi * (1 - overlap))`` (at least 1). Re-stated, not imported: MONAI's is the private
+    ``monai.inferers.utils._get_scan_interval``; ``tests/inference/test_sliding.py`` pins the two equal."""
     out = []
     for s, r, o in zip(image_size, roi, overlap):
         out.append(int(r) if int(r) == int(s) else max(int(r * (1 - float(o))), 1))

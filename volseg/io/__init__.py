@@ -21,6 +21,8 @@ _LAZY = {
     "save_mask": "volseg.io.writers",
     "save_volume": "volseg.io.writers",
     "mask_dtype": "volseg.io.writers",
+    "nifti_image": "volseg.io.writers",
+    "write_csv": "volseg.io.tables",
     "load_dicom": "volseg.io.dicom",
     "find_dicom_series": "volseg.io.dicom",
     "write_dicom_series": "volseg.io.dicom_write",

@@ -160,8 +160,8 @@ def write_dicom_seg(
 
     ``reference`` is the ``MetaTensor`` from ``load_volume`` of a DICOM series (its
     ``meta["dicom_files"]`` lists the source files in slice order) or that folder's path. One
-    segment per label in ``labels`` (default ``{1: "lung", 2: "lesion"}``) with a display colour
-    and the volseg algorithm identification. Empty frames are omitted. Atomic write.
+    segment per label in ``labels`` (``{value: name}``; default: each value in the mask, named
+    ``"label <value>"``) with a display colour and the volseg algorithm identification. Empty frames are omitted. Atomic write.
     """
     import highdicom as hd
     import pydicom
@@ -178,10 +178,12 @@ def write_dicom_seg(
     if not files:
         raise InputError("DICOM SEG needs a reference loaded from DICOM (meta['dicom_files'] is empty)",
                          meta.get("filename_or_obj"))
-    labels = {int(k): str(v) for k, v in (labels or {1: "lung", 2: "lesion"}).items()}
     arr = to_numpy(mask)
     if arr.ndim == 4 and arr.shape[0] == 1:
         arr = arr[0]
+    if not labels:
+        labels = {int(v): f"label {int(v)}" for v in np.unique(np.round(arr)) if v != 0} or {1: "label 1"}
+    labels = {int(k): str(v) for k, v in labels.items()}
     ref_shape = tuple(reference.shape[-3:])
     if arr.shape != ref_shape:
         raise InputError(f"mask shape {arr.shape} differs from the reference grid {ref_shape}", path)

@@ -12,18 +12,14 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from volseg._atomic import full_suffix
 from volseg.errors import InputError
+from volseg.formats import ITK_SUFFIXES, NIFTI_SUFFIXES, PNG_SUFFIXES, full_suffix
 from volseg.io._checks import affine_problem, apply_nonfinite, check_affine, check_claim, check_spacing, log
 from volseg.io._checks import max_voxels as check_max_voxels
 from volseg.io._geometry import RawImage, affine_from_itk
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-ITK_SUFFIXES = {".nrrd": "nrrd", ".nhdr": "nrrd", ".mha": "mha", ".mhd": "mha"}
-PNG_SUFFIXES = (".png",)
-DICOM_SUFFIXES = (".dcm", ".dicom", ".ima", "")
 
 
 def load_volume(

@@ -11,8 +11,9 @@ from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 
-from volseg._atomic import OUTPUT_SUFFIXES, atomic_files, atomic_path, check_not_input, full_suffix
+from volseg._atomic import atomic_files, atomic_path, check_not_input
 from volseg.errors import ConfigError, InputError
+from volseg.formats import NIFTI_SUFFIXES, OUTPUT_SUFFIXES, full_suffix
 from volseg.io._geometry import affine_of, itk_from_affine, to_numpy
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -108,7 +109,7 @@ def _write(arr: np.ndarray, affine: np.ndarray, path: PathLike, inputs: Iterable
     if suffix not in WRITE_SUFFIXES:
         raise ConfigError(f"cannot write {suffix or '(no suffix)'!r}: use one of {', '.join(WRITE_SUFFIXES)}")
     check_not_input(path, [i for i in inputs if i])
-    if suffix in (".nii", ".nii.gz"):
+    if suffix in NIFTI_SUFFIXES:
         _write_nifti(arr, affine, path)
     elif suffix == ".mhd":
         _write_mhd(arr, affine, path)
@@ -118,10 +119,15 @@ def _write(arr: np.ndarray, affine: np.ndarray, path: PathLike, inputs: Iterable
     return path
 
 
-def _write_nifti(arr: np.ndarray, affine: np.ndarray, path: Path) -> None:
+def nifti_image(arr: np.ndarray, affine: np.ndarray) -> Any:
+    """A ``nibabel.Nifti1Image`` of ``arr`` ``(X, Y, Z[, C])`` whose qform and sform are both ``affine``
+    (4x4 RAS mm, codes 1 = scanner) and units mm: the one NIfTI header volseg writes (masks, volumes,
+    probabilities), so every viewer puts it on the same points. A 2D ``arr`` ``(X, Y)`` with a 3x3
+    affine becomes one slice ``(X, Y, 1)``."""
     import nibabel as nib
 
-    if arr.ndim == 2:
+    affine = np.asarray(affine, dtype=np.float64)
+    if arr.ndim == 2 and affine.shape == (3, 3):
         arr = arr[:, :, None]
         aff = np.eye(4)
         aff[:2, :2] = affine[:2, :2]
@@ -132,6 +138,13 @@ def _write_nifti(arr: np.ndarray, affine: np.ndarray, path: Path) -> None:
     img.set_sform(affine, code=1)
     img.header.set_xyzt_units("mm", "sec")
     img.set_data_dtype(arr.dtype)
+    return img
+
+
+def _write_nifti(arr: np.ndarray, affine: np.ndarray, path: Path) -> None:
+    import nibabel as nib
+
+    img = nifti_image(arr, affine)
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
 

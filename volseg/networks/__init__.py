@@ -10,8 +10,7 @@ and cropped back).
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from volseg.errors import ConfigError
 from volseg.networks.registry import describe_networks, list_networks, resolve
@@ -21,7 +20,6 @@ __all__ = [
     "create_network",
     "list_networks",
     "describe_networks",
-    "load_network_preset",
     "model_summary",
     "export_torchscript",
     "export_onnx",
@@ -32,9 +30,6 @@ _LAZY = {
     "export_torchscript": "volseg.networks.export",
     "export_onnx": "volseg.networks.export",
 }
-
-PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "networks"
-
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
 
@@ -58,23 +53,3 @@ def create_network(name: str, spatial_dims: int = 3, in_channels: int = 1, out_c
     if unknown:
         raise ConfigError(f"network {name!r} does not take {', '.join(unknown)}; valid options: {', '.join(valid)}")
     return factory(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, **kwargs)
-
-
-def load_network_preset(name_or_path: Union[str, Path], **overrides: Any):
-    """Build a network from a YAML preset in ``configs/networks/`` (by stem) or a YAML file path.
-
-    The YAML holds ``name`` plus ``create_network`` keyword arguments; ``overrides`` win.
-    """
-    import yaml
-
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PRESET_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        names = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-        raise ConfigError(f"network preset {str(name_or_path)!r} not found; presets: {', '.join(names)}")
-    cfg = dict(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-    cfg.update(overrides)
-    if "name" not in cfg:
-        raise ConfigError("preset has no 'name' key", path)
-    return create_network(cfg.pop("name"), **cfg)

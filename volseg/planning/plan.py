@@ -13,7 +13,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 def resolve_bundle(bundle: Optional[PathLike], modalities: Any = ()) -> Path:
     """A bundle folder from a path or a shipped name; ``None``: ``ct_unet3d`` for CT, else ``mri_unet3d``."""
-    from volseg.demo import find_bundle
+    from volseg.bundles.shipped import find_bundle
 
     if bundle is None:
         ct = [str(m).upper() for m in modalities] == ["CT"]

@@ -20,7 +20,7 @@ _LAZY = {
     "recipe_config_files": "volseg.training.recipes",
     "list_recipes": "volseg.training.recipes",
     "PerCaseDiceWriter": "volseg.training.handlers",
-    "resolve_device": "volseg.training.setup",
+    "resolve_device": "volseg.inference.core",
     "init_distributed": "volseg.training.setup",
     "is_rank0": "volseg.training.setup",
     "make_dataset": "volseg.training.setup",

@@ -2,8 +2,6 @@
 keeps the metric history and writes checkpoints, ``logs/metrics.csv``, TensorBoard and ``logs/curves.png``."""
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 from pathlib import Path
@@ -13,6 +11,8 @@ import torch
 
 from volseg._atomic import atomic_path
 from volseg.errors import ConfigError
+from volseg.io.tables import write_csv
+from volseg.metrics import dice_per_label
 from volseg.training.setup import is_rank0, unwrap
 
 logger = logging.getLogger(__name__)
@@ -23,14 +23,19 @@ def _scalar(value: Any) -> float:
 
 
 class PerLabelDice:
-    """Evaluator handler: Dice per foreground label over the validation set, stored as
-    ``engine.state.metrics["dice_<name>"]``. ``labels`` maps label value -> name (``{"1": "lung"}``)."""
+    """Evaluator handler: Dice per foreground label pooled over the validation set (the summed
+    voxel counts of all images: MONAI's ``ConfusionMatrixMetric`` "f1 score" with
+    ``compute_sample=False``), stored as ``engine.state.metrics["dice_<name>"]``; NaN for a label in
+    no image nor prediction. ``labels`` maps label value -> name (``{"1": "lung"}``); outputs are
+    one-hot ``(C, ...)`` (after ``AsDiscreted(to_onehot)``)."""
 
     def __init__(self, labels: Mapping[Any, str], pred_key: str = "pred", label_key: str = "label"):
+        from monai.metrics import ConfusionMatrixMetric
+
         self.labels = {int(k): str(v) for k, v in dict(labels).items() if int(k) != 0}
         self.pred_key, self.label_key = pred_key, label_key
-        self._inter: Dict[int, float] = {}
-        self._total: Dict[int, float] = {}
+        self._metric = ConfusionMatrixMetric(include_background=True, metric_name="f1 score", compute_sample=False,
+                                             reduction="sum_batch")
 
     def attach(self, engine: Any) -> None:
         from ignite.engine import Events
@@ -40,23 +45,18 @@ class PerLabelDice:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._finish)
 
     def _reset(self, engine: Any) -> None:
-        self._inter = {k: 0.0 for k in self.labels}
-        self._total = {k: 0.0 for k in self.labels}
+        self._metric.reset()
 
     def _update(self, engine: Any) -> None:
         for item in engine.state.output:
-            pred, lab = item[self.pred_key], item[self.label_key]
-            # after AsDiscreted(to_onehot): (C, ...) one-hot tensors
-            for k in self.labels:
-                if k < pred.shape[0]:
-                    p, g = pred[k] > 0.5, lab[k] > 0.5
-                    self._inter[k] += float((p & g).sum())
-                    self._total[k] += float(p.sum() + g.sum())
+            pred, lab = item[self.pred_key].detach(), item[self.label_key].detach()
+            self._metric(y_pred=(pred[None] > 0.5).float(), y=(lab[None] > 0.5).float().to(pred.device))
 
     def _finish(self, engine: Any) -> None:
+        scores = self._metric.aggregate()[0].cpu() if self._metric.get_buffer() is not None else None
         for k, name in self.labels.items():
-            tot = self._total.get(k, 0.0)
-            engine.state.metrics[f"dice_{name}"] = 2 * self._inter[k] / tot if tot > 0 else float("nan")
+            ok = scores is not None and k < scores.shape[0]
+            engine.state.metrics[f"dice_{name}"] = float(scores[k]) if ok else float("nan")
 
 
 class PixelAccuracy:
@@ -150,15 +150,9 @@ class SplitMetricsWriter:
             return
         with atomic_path(self.out / "test_metrics.json") as tmp:
             tmp.write_text(json.dumps(m, indent=2) + "\n")
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(["metric", "value"])
-        for k, v in m.items():
-            for name, val in (v.items() if isinstance(v, dict) else [(None, v)]):
-                text = "" if val is None else (f"{val:.6g}" if isinstance(val, float) else val)
-                w.writerow([f"{k}_{name}" if name else k, text])
-        with atomic_path(self.out / "test_metrics.csv") as tmp:
-            tmp.write_text(buf.getvalue())
+        rows = [{"metric": f"{k}_{name}" if name else k, "value": val}
+                for k, v in m.items() for name, val in (v.items() if isinstance(v, dict) else [(None, v)])]
+        write_csv(rows, self.out / "test_metrics.csv", fields=["metric", "value"], float_format=".6g")
         if self._samples:
             from volseg.training.plots import plot_sample_grid
 
@@ -390,16 +384,7 @@ class TrainingRecorder:
             torch.save(obj, tmp)
 
     def _write_csv(self) -> None:
-        fields: List[str] = []
-        for row in self.history:
-            fields += [k for k in row if k not in fields]
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=fields, restval="")
-        w.writeheader()
-        for row in self.history:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        with atomic_path(self.logs / "metrics.csv") as tmp:
-            tmp.write_text(buf.getvalue())
+        write_csv(self.history, self.logs / "metrics.csv", float_format=".6g")
 
     def _write_tb(self, row: Mapping[str, Any]) -> None:
         if self._writer is None:
@@ -437,25 +422,18 @@ class PerCaseDiceWriter:
             pred, lab = item[pk], item[lk]
             meta = getattr(item.get(ik), "meta", None) or getattr(pred, "meta", {}) or {}
             row: Dict[str, Any] = {"case": str(meta.get("filename_or_obj", len(self.rows)))}
+            # one-hot (C, ...) -> label maps; NaN where a label is in neither
+            dice = dice_per_label(pred.detach().argmax(0), lab.detach().argmax(0), self.labels)
             vals = []
             for k, name in self.labels.items():
-                p, g = pred[k] > 0.5, lab[k] > 0.5
-                tot = float(p.sum() + g.sum())
-                d = 2 * float((p & g).sum()) / tot if tot > 0 else float("nan")
-                row[f"dice_{name}"] = d
-                if d == d:
-                    vals.append(d)
+                row[f"dice_{name}"] = dice[k]
+                if dice[k] == dice[k]:
+                    vals.append(dice[k])
             row["mean_dice"] = sum(vals) / len(vals) if vals else float("nan")
             self.rows.append(row)
 
     def _write(self, engine: Any) -> None:
         if not is_rank0() or not self.rows:
             return
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(self.rows[0]))
-        w.writeheader()
-        for r in self.rows:
-            w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
-        with atomic_path(self.path) as tmp:
-            tmp.write_text(buf.getvalue())
+        write_csv(self.rows, self.path, fields=list(self.rows[0]), float_format=".6f")
         print(f"per-case Dice ({len(self.rows)} cases) -> {self.path}", flush=True)

@@ -1,6 +1,7 @@
 """Run a volseg training bundle in-process through ``monai.bundle``'s workflow API."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
@@ -36,15 +37,22 @@ def run_bundle(bundle: PathLike, dataset_dir: PathLike, output_dir: Optional[Pat
 
     check_bundle_files(files, trusted=trusted)
     meta = cfg_dir / "metadata.json"
-    logging_conf = cfg_dir / "logging.conf"
     override: Dict[str, Any] = {"bundle_root": str(root), "dataset_dir": str(dataset_dir)}
     if output_dir is not None:
         override["output_dir"] = str(output_dir)
     override.update(dict(overrides or {}))
-    wf = ConfigWorkflow(config_file=files if len(files) > 1 else files[0],
-                        meta_file=str(meta) if meta.is_file() else None,
-                        logging_file=str(logging_conf) if logging_conf.is_file() else None,
-                        run_id=run_id, workflow_type="train", **override)
+    # The bundle's logging.conf (INFO lines from ignite for every epoch, on top of the progress bars)
+    # is for `python -m monai.bundle run`; in process, logging is the caller's (volseg's CLI: warnings,
+    # -v notes). MONAI warns that it skips the file: that warning is for its own runner's users.
+    workflow_log = logging.getLogger("monai.bundle.workflows")
+    level = workflow_log.level
+    workflow_log.setLevel(logging.ERROR)
+    try:
+        wf = ConfigWorkflow(config_file=files if len(files) > 1 else files[0],
+                            meta_file=str(meta) if meta.is_file() else None, logging_file=False,
+                            run_id=run_id, workflow_type="train", **override)
+    finally:
+        workflow_log.setLevel(level)
     try:
         wf.initialize()
         wf.run()

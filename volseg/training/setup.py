@@ -7,24 +7,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 
 from volseg.errors import ConfigError
-
-
-def resolve_device(device: Any = "auto") -> torch.device:
-    """``"auto"`` -> this rank's CUDA device when available, else CPU; any torch device string passes."""
-    if isinstance(device, torch.device):
-        return device
-    name = str(device or "auto").lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"invalid device {device!r}; use auto, cpu, cuda or cuda:N") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available")
-    return dev
+from volseg.inference.core import resolve_device  # noqa: F401 - the bundles name volseg.training.resolve_device
 
 
 def seed_everything(seed: int = 0, deterministic: bool = True) -> None:

@@ -8,7 +8,6 @@ scan segmented slice by slice. Labels never get intensity transforms.
 """
 from __future__ import annotations
 
-import os
 from typing import Hashable, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -18,7 +17,6 @@ from monai.transforms import Compose, InvertibleTransform, MapTransform
 
 from volseg.errors import ConfigError, InputError
 
-PathLike = Union[str, "os.PathLike[str]"]
 KEYS = ("image", "label")
 STAGES = ("train", "val", "infer")
 
@@ -170,18 +168,6 @@ class LoadPNGLabeld(MapTransform):
         return d
 
 
-def _unwrap_volseg_error(exc: BaseException):
-    """The VolsegError MONAI wrapped in RuntimeError("applying transform ..."), or None."""
-    from volseg.errors import VolsegError
-
-    seen = exc
-    while seen is not None:
-        if isinstance(seen, VolsegError):
-            return seen
-        seen = seen.__cause__
-    return None
-
-
 class _Compose(Compose):
     """A MONAI ``Compose`` that lets volseg's one-line errors through unwrapped."""
 
@@ -189,7 +175,9 @@ class _Compose(Compose):
         try:
             return super().__call__(*args, **kwargs)
         except RuntimeError as exc:
-            err = _unwrap_volseg_error(exc)
+            from volseg.bundles.config import unwrap_error
+
+            err = unwrap_error(exc)
             if err is None:
                 raise
             raise err from None
@@ -233,48 +221,3 @@ def png2d_transforms(
         xforms += [RandFlipd(keys=keys, prob=0.5, spatial_axis=0), RandRotate90d(keys=keys, prob=0.25)]
     xforms.append(EnsureTyped(keys=keys, dtype=torch.float32))
     return _Compose(xforms)
-
-
-class SaveMaskd:
-    """Save the argmax prediction ``(1, X, Y[, Z])``: 2D as a colour PNG in ``palette``
-    (:func:`volseg.io.save_label_png`), 3D with the (inverted) prediction's affine, i.e. the scan's
-    (:func:`volseg.io.save_mask`). Files go to ``output_dir/<case>_<postfix>.png`` or ``.nii.gz``,
-    named after the image's ``filename_or_obj``. Returns the data with ``"<key>_path"`` added.
-    """
-
-    def __init__(self, keys: Union[Hashable, Sequence[Hashable]] = "pred", output_dir: PathLike = "predictions",
-                 palette: Optional[Mapping] = None, postfix: str = "seg", image_key: str = "image"):
-        self.keys = [keys] if isinstance(keys, str) else list(keys)
-        self.output_dir, self.palette, self.postfix, self.image_key = output_dir, palette, postfix, image_key
-
-    def _case(self, data: Mapping, key: Hashable) -> str:
-        from pathlib import Path
-
-        for obj in (data.get(self.image_key), data.get(key)):
-            name = str((getattr(obj, "meta", {}) or {}).get("filename_or_obj", "") or "")
-            if name:
-                base = Path(name.rstrip("/")).name
-                for suffix in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".dcm"):
-                    if base.lower().endswith(suffix):
-                        return base[: -len(suffix)]
-                return base
-        return "case"
-
-    def __call__(self, data: Mapping) -> dict:
-        from pathlib import Path
-
-        from volseg.io import save_label_png, save_mask
-
-        d = dict(data)
-        for key in self.keys:
-            pred = d[key]
-            arr = pred.detach().cpu().numpy() if isinstance(pred, torch.Tensor) else np.asarray(pred)
-            arr = np.rint(arr[0] if arr.ndim in (3, 4) else arr).astype(np.uint8)
-            out = Path(self.output_dir) / f"{self._case(d, key)}_{self.postfix}"
-            if arr.ndim == 2:
-                path = save_label_png(arr, out.with_name(out.name + ".png"), self.palette)
-            else:
-                affine = np.asarray(getattr(pred, "affine", np.eye(4)), dtype=np.float64)
-                path = save_mask(arr, affine, out.with_name(out.name + ".nii.gz"))
-            d[f"{key}_path"] = str(path)
-        return d

@@ -77,3 +77,40 @@ def test_not_a_dataset(tmp_path):
         load_datalist(tmp_path)
     with pytest.raises(InputError, match="not found"):
         load_datalist(tmp_path / "missing")
+
+
+def test_prediction_reads_the_same_dataset_json(tmp_path):
+    """Prediction lists test images (bare MSD strings or dicts), else validation, else training, from the
+    one reader; paths are made absolute against the file's folder."""
+    from volseg.data.datalist import dataset_images, dataset_source, read_dataset_json
+
+    root = _msd(tmp_path / "ds", 3, validation=True)
+    spec = json.loads((root / "dataset.json").read_text())
+    assert dataset_images(root / "dataset.json") == [str(root / "imagesTr" / "c2.nii.gz")]  # validation
+    spec["test"] = ["imagesTr/c0.nii.gz", "./imagesTr/c1.nii.gz"]
+    (root / "dataset.json").write_text(json.dumps(spec))
+    assert dataset_images(root / "dataset.json") == [str(root / "imagesTr" / f"c{i}.nii.gz") for i in (0, 1)]
+    assert [e["label"] for e in read_dataset_json(root / "dataset.json")] == \
+        [str(root / "labelsTr" / f"c{i}.nii.gz") for i in (0, 1)]
+    assert read_dataset_json(root / "dataset.json", "nope") == []
+    assert dataset_source(root) == root / "dataset.json"
+    (root / "dataset.json").unlink()
+    assert dataset_source(root) == root / "imagesTr" and dataset_source(root / "imagesTr") == root / "imagesTr"
+
+
+def test_dataset_json_bad_entries_are_one_line_errors(tmp_path):
+    from volseg.data.datalist import dataset_images
+
+    index = tmp_path / "dataset.json"
+    index.write_text(json.dumps({"training": [{"image": "a.nii.gz", "label": "a.nii.gz"}, {"label": "b.nii.gz"}]}))
+    with pytest.raises(InputError, match=r"training\[1\] must be"):
+        load_datalist(tmp_path)
+    index.write_text(json.dumps({"test": [{"image": ["a_0000.nii.gz", "a_0001.nii.gz"]}]}))
+    with pytest.raises(InputError, match="multi-channel"):
+        dataset_images(index)
+    index.write_text(json.dumps({"test": [], "training": []}))
+    with pytest.raises(InputError, match="lists no images"):
+        dataset_images(index)
+    index.write_text("[1, 2]")
+    with pytest.raises(InputError, match="JSON object"):
+        dataset_images(index)
