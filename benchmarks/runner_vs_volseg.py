@@ -14,7 +14,7 @@ scan: worker processes only add start-up time and memory). Warm (``--warm``): bo
 this process, then timed per scan (MONAI: ``ConfigWorkflow.run()``; volseg: ``predict`` with one
 ``Predictor``). Also printed: voxel agreement of the two masks.
 
-    python benchmarks/runner_vs_volseg.py --shape 512 512 200 --repeats 3
+    python benchmarks/runner_vs_volseg.py --shape 512 512 200 --repeats 3 --backend eager auto --optimize openvino --warm
     python benchmarks/runner_vs_volseg.py --shape 512 512 600 --classes 3 --repeats 1 --weights random
 """
 from __future__ import annotations
@@ -86,26 +86,38 @@ def make_scan(work: Path, shape: Sequence[int], spacing: Sequence[float]) -> Pat
     return path if path.is_file() else phantom_file(work, name, tuple(shape), tuple(spacing), seed=7)
 
 
-def commands(bundle: Path, scan: Path, out: Path, classes: int, backend: str) -> Dict[str, List[str]]:
+def commands(bundle: Path, scan: Path, out: Path, classes: int, backends: Sequence[str]) -> Dict[str, List[str]]:
+    """``{"runner": cmd, "volseg <backend>": cmd, ...}``."""
     over = {"network_def#out_channels": str(classes)} if classes != 2 else {}
     runner = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs/inference.json"),
               "--bundle_root", str(bundle), "--output_dir", str(out / "runner"), "--datalist", json.dumps([str(scan)]),
               "--dataloader#num_workers", "0"]
-    volseg = [sys.executable, "-m", "volseg", "predict", "-i", str(scan), "-o", str(out / "volseg.nii.gz"),
-              "-m", str(bundle), "--quiet", "--backend", backend]
     for k, v in over.items():
         runner += [f"--{k}", v]
-        volseg += ["--set", f"{k}={v}"]
-    return {"runner": runner, "volseg": volseg}
+    cmds = {"runner": runner}
+    for b in backends:
+        cmd = [sys.executable, "-m", "volseg", "predict", "-i", str(scan), "-o", str(out / f"volseg_{b}.nii.gz"),
+               "-m", str(bundle), "--quiet", "--backend", b]
+        cmds[f"volseg {b}"] = cmd + [a for k, v in over.items() for a in ("--set", f"{k}={v}")]
+    return cmds
 
 
-def agreement(out: Path) -> float:
+def _mask(path: Path) -> np.ndarray:
     import nibabel as nib
 
-    ref = next((out / "runner").rglob("*_trans.nii.gz"))
-    a = np.asarray(nib.load(str(out / "volseg.nii.gz")).dataobj)
-    b = np.rint(np.asarray(nib.load(str(ref)).dataobj)).astype(a.dtype)
-    return float((a == b).mean())
+    return np.rint(np.asarray(nib.load(str(path)).dataobj)).astype(np.int16)
+
+
+def agreement(out: Path, backend: str, against: str = "runner") -> float:
+    """Voxel agreement of ``volseg_<backend>``'s mask with the runner's (or ``volseg_<against>``'s)."""
+    ref = next((out / "runner").rglob("*_trans.nii.gz")) if against == "runner" else out / f"volseg_{against}.nii.gz"
+    return float((_mask(out / f"volseg_{backend}.nii.gz") == _mask(ref)).mean())
+
+
+def optimize(bundle: Path, backend: str) -> float:
+    """``volseg optimize BUNDLE --backend B`` from an empty artifact folder, as a new process: seconds."""
+    shutil.rmtree(bundle / "models" / "optimized", ignore_errors=True)
+    return timed([sys.executable, "-m", "volseg", "optimize", str(bundle), "--backend", backend])["wall_s"]
 
 
 def warm(bundle: Path, scan: Path, out: Path, classes: int, repeats: int) -> Dict[str, float]:
@@ -138,7 +150,10 @@ def main(argv: Sequence[str] = ()) -> Dict[str, Any]:
     ap.add_argument("--classes", type=int, default=2)
     ap.add_argument("--weights", choices=["trained", "random"], default="trained")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--backend", nargs="+", default=["auto"],
+                    help="volseg backends to time, each as its own command (e.g. eager auto)")
+    ap.add_argument("--optimize", default=None, choices=["openvino", "aoti"],
+                    help="first run `volseg optimize` (timed, empty cache) so `auto` finds the artifact")
     ap.add_argument("--warm", action="store_true", help="also time both warm, in this process")
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "volseg_bench_runner"))
     args = ap.parse_args(list(argv) or None)
@@ -147,29 +162,46 @@ def main(argv: Sequence[str] = ()) -> Dict[str, Any]:
     bundle = make_bundle(work, args.weights, args.classes)
     scan = make_scan(work, args.shape, args.spacing)
     out = work / "out"
+    res: Dict[str, Any] = {"shape": args.shape, "spacing": args.spacing, "classes": args.classes,
+                           "weights": args.weights, "backends": args.backend, "repeats": args.repeats}
+    if args.optimize:
+        res["optimize_s"] = optimize(bundle, args.optimize)
+        print(f"volseg optimize --backend {args.optimize} (empty cache, new process): {res['optimize_s']:.1f} s",
+              flush=True)
+    else:
+        shutil.rmtree(bundle / "models" / "optimized", ignore_errors=True)
     cmds = commands(bundle, scan, out, args.classes, args.backend)
-    runs: Dict[str, List[Dict[str, float]]] = {"runner": [], "volseg": []}
+    runs: Dict[str, List[Dict[str, float]]] = {name: [] for name in cmds}
     for i in range(args.repeats):
-        for name in ("runner", "volseg"):
-            runs[name].append(timed(cmds[name]))
+        for name, cmd in cmds.items():
+            runs[name].append(timed(cmd))
             print(f"run {i + 1} {name}: {runs[name][-1]['wall_s']:.1f} s, {runs[name][-1]['rss_gb']:.2f} GB",
                   flush=True)
-    res: Dict[str, Any] = {"shape": args.shape, "spacing": args.spacing, "classes": args.classes,
-                           "weights": args.weights, "backend": args.backend, "repeats": args.repeats}
     for name, rs in runs.items():
-        res[f"{name}_wall_s"] = statistics.median(r["wall_s"] for r in rs)
-        res[f"{name}_rss_gb"] = max(r["rss_gb"] for r in rs)
-    res["cold_speedup"] = res["runner_wall_s"] / res["volseg_wall_s"]
-    res["rss_ratio"] = res["volseg_rss_gb"] / res["runner_rss_gb"]
-    res["agreement"] = agreement(out)
+        key = name.replace(" ", "_")
+        res[f"{key}_wall_s"] = statistics.median(r["wall_s"] for r in rs)
+        res[f"{key}_rss_gb"] = max(r["rss_gb"] for r in rs)
+    lines = [f"runner: {res['runner_wall_s']:.1f} s, {res['runner_rss_gb']:.2f} GB peak RSS"]
+    for b in args.backend:
+        key = f"volseg_{b}"
+        res[f"{key}_speedup"] = res["runner_wall_s"] / res[f"{key}_wall_s"]
+        res[f"{key}_rss_ratio"] = res[f"{key}_rss_gb"] / res["runner_rss_gb"]
+        res[f"{key}_agreement_runner"] = agreement(out, b)
+        line = (f"volseg --backend {b}: {res[f'{key}_wall_s']:.1f} s ({res[f'{key}_speedup']:.2f}x), "
+                f"{res[f'{key}_rss_gb']:.2f} GB (ratio {res[f'{key}_rss_ratio']:.2f}), "
+                f"agreement with the runner {res[f'{key}_agreement_runner']:.6f}")
+        if "eager" in args.backend and b != "eager":
+            res[f"{key}_agreement_eager"] = agreement(out, b, "eager")
+            line += f", with volseg eager {res[f'{key}_agreement_eager']:.6f}"
+        lines.append(line)
     if args.warm:
         w = warm(bundle, scan, out, args.classes, max(1, args.repeats))
         res.update({"warm_runner_s": w["runner"], "warm_volseg_s": w["volseg"],
                     "warm_speedup": w["runner"] / w["volseg"]})
+        lines.append(f"warm, in one process: runner {w['runner']:.1f} s, volseg (backend auto) {w['volseg']:.1f} s "
+                     f"({res['warm_speedup']:.2f}x)")
     print(json.dumps(res, indent=2))
-    print(f"cold: runner {res['runner_wall_s']:.1f} s / {res['runner_rss_gb']:.2f} GB | volseg "
-          f"{res['volseg_wall_s']:.1f} s / {res['volseg_rss_gb']:.2f} GB | {res['cold_speedup']:.2f}x, RSS ratio "
-          f"{res['rss_ratio']:.2f} | agreement {res['agreement']:.6f}")
+    print("\n".join(lines))
     return res
 
 
