@@ -5,6 +5,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
 from tests.io.conftest import ORIENTATIONS
 from volseg.data import make_phantom
@@ -92,3 +93,20 @@ def test_nifti_qform_only_and_mhd(tmp_path):
     np.testing.assert_allclose(back.affine.numpy(), aff, atol=1e-5)
     np.testing.assert_array_equal(back[0].numpy() > 0, v[0].numpy() > 30)
     assert sorted(p.suffix for p in tmp_path.glob("m.*")) in ([".mhd", ".raw"], [".mhd", ".zraw"])
+
+
+@pytest.mark.parametrize("layout", ["fortran", "read-only", "negative-stride", "big-endian", "c"])
+def test_metatensor_is_an_own_c_contiguous_copy_with_the_same_values(layout):
+    from volseg.io._geometry import make_metatensor
+
+    base = np.arange(2 * 5 * 4 * 3, dtype=np.float32).reshape(2, 5, 4, 3)
+    arr = {"fortran": np.asfortranarray(base), "read-only": np.asfortranarray(base).copy(order="F"),
+           "negative-stride": base[:, ::-1], "big-endian": base.astype(">f4"), "c": base.copy()}[layout]
+    if layout == "read-only":
+        arr.flags.writeable = False
+    t = make_metatensor(arr, np.eye(4))
+    assert t.is_contiguous() and t.dtype == torch.float32
+    np.testing.assert_array_equal(t.numpy(), np.asarray(arr, dtype=np.float32))
+    t[0, 0, 0, 0] = -1.0  # writeable, and never writes through to a read-only source
+    if layout == "read-only":
+        assert arr[0, 0, 0, 0] == 0.0

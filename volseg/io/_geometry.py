@@ -99,10 +99,10 @@ def _own_contiguous(arr: np.ndarray):
 
     import torch
 
-    if arr.flags.c_contiguous and arr.flags.writeable:
-        return torch.from_numpy(arr)
     if any(s < 0 for s in arr.strides) or arr.dtype.byteorder not in "=|" or arr.dtype.kind not in "biuf":
         return torch.from_numpy(np.array(arr, dtype=arr.dtype.newbyteorder("="), order="C"))
+    if arr.flags.c_contiguous and arr.flags.writeable:
+        return torch.from_numpy(arr)
     with warnings.catch_warnings():  # read-only source: only read here, never written
         warnings.simplefilter("ignore", UserWarning)
         src = torch.from_numpy(arr)
