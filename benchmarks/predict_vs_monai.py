@@ -6,7 +6,8 @@ weights, ROI, overlap, sw_batch_size and volume. Plain MONAI = ``sliding_window_
 windows and Gaussian weights, blended a few slabs at a time straight into a uint8 label map) with
 the forward pass of ``volseg.inference.backends.make_forward`` (``--backend``, default ``auto``:
 a cached artifact when ``volseg optimize`` built one, else the eager network). Runs are interleaved
-and the median of ``--repeats`` is reported; the first call is reported separately. Peak RSS of each path is measured in its own child
+and the median of ``--repeats`` is reported; the first call is reported separately. Peak RSS of each
+path is measured in its own child
 process (``--rss``), so the two do not contaminate each other.
 
     python benchmarks/predict_vs_monai.py --quick            # 128x128x64, smoke test (~1 min)

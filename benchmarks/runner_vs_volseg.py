@@ -14,7 +14,8 @@ scan: worker processes only add start-up time and memory). Warm (``--warm``): bo
 this process, then timed per scan (MONAI: ``ConfigWorkflow.run()``; volseg: ``predict`` with one
 ``Predictor``). Also printed: voxel agreement of the two masks.
 
-    python benchmarks/runner_vs_volseg.py --shape 512 512 200 --repeats 3 --backend eager auto --optimize openvino --warm
+    python benchmarks/runner_vs_volseg.py --shape 512 512 200 --repeats 3 --backend eager auto \\
+        --optimize openvino --warm
     python benchmarks/runner_vs_volseg.py --shape 512 512 600 --classes 3 --repeats 1 --weights random
 """
 from __future__ import annotations

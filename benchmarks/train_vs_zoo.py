@@ -117,7 +117,8 @@ def main(argv: Sequence[str] = ()) -> Dict[str, Any]:
     res["speedup"] = res["zoo_epoch_s"] / res["volseg_epoch_s"]
     print(json.dumps(res, indent=2))
     print(f"epoch (median of epochs 2..): zoo spleen train.json {res['zoo_epoch_s']:.1f} s | volseg ct_unet3d "
-          f"{res['volseg_epoch_s']:.1f} s | {res['speedup']:.2f}x ({n_train} training cases, 96^3 patches, batch 2 x 4 crops)")
+          f"{res['volseg_epoch_s']:.1f} s | {res['speedup']:.2f}x ({n_train} training cases, 96^3 patches, "
+          "batch 2 x 4 crops)")
     return res
 
 

@@ -26,6 +26,19 @@ def _for_modality(doc: Dict[str, Any], b: Any) -> Dict[str, Any]:
     return doc if b.modality == "CT" else _drop(doc, "hu_window")
 
 
+def _network_def(b: Any) -> Dict[str, Any]:
+    """``network_def``, the same in ``train.json`` and ``inference.json``."""
+    return {
+        "_target_": "volseg.training.build_network",
+        "name": b.network,
+        "spatial_dims": 3,
+        "in_channels": "@in_channels",
+        "out_channels": "@num_classes",
+        "channels": "@channels",
+        "options": "@network_options",
+    }
+
+
 def train_config(b: Any) -> Dict[str, Any]:
     """``configs/train.json``: SupervisedTrainer with volseg's handlers, validation every ``val_interval``."""
     transforms = "volseg.transforms.ct_transforms" if b.modality == "CT" else "volseg.transforms.mri_transforms"
@@ -71,15 +84,7 @@ def train_config(b: Any) -> Dict[str, Any]:
         "overlap": 0.25,
         "sw_batch_size": 4,
         "torch_device": {"_target_": "volseg.training.resolve_device", "device": "@device"},
-        "network_def": {
-            "_target_": "volseg.training.build_network",
-            "name": b.network,
-            "spatial_dims": 3,
-            "in_channels": "@in_channels",
-            "out_channels": "@num_classes",
-            "channels": "@channels",
-            "options": "@network_options",
-        },
+        "network_def": _network_def(b),
         "network": {
             "_target_": "volseg.training.prepare_network",
             "network": "@network_def",
@@ -290,15 +295,7 @@ def inference_config(b: Any) -> Dict[str, Any]:
         "in_channels": 1,
         "channels": None,
         "network_options": {},
-        "network_def": {
-            "_target_": "volseg.training.build_network",
-            "name": b.network,
-            "spatial_dims": 3,
-            "in_channels": "@in_channels",
-            "out_channels": "@num_classes",
-            "channels": "@channels",
-            "options": "@network_options",
-        },
+        "network_def": _network_def(b),
         "network": {
             "_target_": "volseg.inference.bundle.load_model",
             "network": "@network_def",
