@@ -4,6 +4,7 @@ CT phantom. Area-specific fixtures live in tests/<area>/conftest.py."""
 from __future__ import annotations
 
 import json
+import locale
 import shutil
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -164,3 +165,15 @@ def phantom():
 def expected_labels(hu: np.ndarray) -> np.ndarray:
     """The mask the threshold model must produce, computed independently from HU values."""
     return (hu > THRESHOLDS[0]).astype(np.uint8) + (hu > THRESHOLDS[1]).astype(np.uint8)
+
+
+@pytest.fixture(autouse=True)
+def _restore_locale():
+    """Put the process locale back after each test: SimpleITK's GDCM DICOM writer (the independent
+    writer of ``sitk_write_series``) sets it to "C", and without UTF-8 mode later tests that open
+    text with the locale's encoding (torch's AOTInductor build) would read ASCII."""
+    saved = locale.setlocale(locale.LC_ALL)
+    yield
+    if locale.setlocale(locale.LC_ALL) != saved:
+        locale.setlocale(locale.LC_ALL, saved)
+
